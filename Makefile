@@ -1,0 +1,58 @@
+# plaquenet: the README's two commands are `make demo` and `make test`.
+# Every target runs from the repository root: paths in the prototxt files
+# (HDF5Data source, snapshot_prefix) are relative to it, as in Caffe.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN      = $(VENV)/bin
+PN       = $(BIN)/plaquenet
+
+COHORT  ?= demo
+SOLVER  ?= prototxt/solver.prototxt
+RUN     ?= runs/paper
+
+.PHONY: demo test tiles train score clean venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# The main job on the embedded synthetic cohort: phantom -> import -> tiles
+# -> train (demo solver, see its comments) -> score.
+demo: venv
+	$(PN) phantom data/phantom --force
+	$(PN) import data/phantom/dicom --cohort data/demo --force
+	$(MAKE) --no-print-directory tiles COHORT=demo
+	$(PN) train --engine torch --solver prototxt/solver_demo.prototxt
+	$(PN) score --snapshot runs/demo --cohort data/current --force
+	@echo
+	@echo "demo done: cohort data/demo, tiles data/demo/tiles, run runs/demo,"
+	@echo "           results runs/demo/score/results.json, report runs/demo/score/report.html"
+
+# Paper §4.1 tiles for data/$(COHORT); data/current points at the tile set that
+# the train prototxt's HDF5Data reads (data/current/tiles/train.txt).
+tiles: venv
+	$(PN) tiles --cohort data/$(COHORT) --force
+	ln -sfn $(COHORT) data/current
+
+# The paper's solver by default (SGD, lr 1e-5, momentum 0.9).
+train: venv
+	$(PN) train --engine torch --solver $(SOLVER)
+
+# Scores the latest snapshot of the current run.
+score: venv
+	$(PN) score --snapshot $(RUN) --cohort data/current --force
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf data runs

@@ -1,0 +1,155 @@
+"""`plaquenet`: one console script, one subcommand per stage (see README).
+
+The CLI only parses arguments, prints and maps errors to exit codes; the work
+is done by library functions that tests call directly."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+
+# --- phantom ---------------------------------------------------------------
+
+def _add_phantom(sub):
+    p = sub.add_parser("phantom", help="write the synthetic FLAIR cohort (DICOM + RTSTRUCT/SEG, and NIfTI)")
+    p.add_argument("out", type=Path, help="folder to create; gets dicom/<patient>/ and nifti/<patient>/")
+    p.add_argument("--patients", type=int, default=6)
+    p.add_argument("--slices", type=int, default=20, help="axial slices per patient")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+
+
+def _run_phantom(args):
+    from .phantom import write_phantom
+
+    _refuse_existing(args.out, args.force)
+    write_phantom(args.out, n_patients=args.patients, n_slices=args.slices, seed=args.seed)
+    print(f"phantom cohort of {args.patients} patients in {args.out}")
+
+
+# --- import ----------------------------------------------------------------
+
+def _add_import(sub):
+    p = sub.add_parser("import", help="DICOM/NIfTI studies + outlines -> cohort store")
+    p.add_argument("studies", type=Path, help="folder with one sub-folder per patient")
+    p.add_argument("--cohort", type=Path, required=True, help="cohort folder to write (cohort.h5 inside)")
+    p.add_argument("--resample", metavar="HxW", default=None,
+                   help="resample every slice to this size (default: keep each scan's own size)")
+    p.add_argument("--force", action="store_true", help="replace an existing cohort store")
+
+
+def _run_import(args):
+    from .cohort import cohort_file
+    from .io.study import import_studies
+
+    _refuse_existing(cohort_file(args.cohort), args.force)
+    summary = import_studies(args.studies, args.cohort, resample=args.resample)
+    print(summary)
+
+
+# --- tiles -----------------------------------------------------------------
+
+def _add_tiles(sub):
+    p = sub.add_parser("tiles", help="paper §4.1: split by patient, cut 50x50 tiles -> Caffe HDF5Data")
+    p.add_argument("--cohort", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None, help="default: COHORT/tiles")
+    p.add_argument("--tile", type=int, default=50)
+    p.add_argument("--negative-share", type=float, default=1 / 3,
+                   help="share of lesion-free tiles in the final set (paper: about one third)")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lmdb", action="store_true", help="also write image/mask LMDBs of Caffe Datums")
+    p.add_argument("--force", action="store_true")
+
+
+def _run_tiles(args):
+    from .tiles import make_tiles
+
+    out = args.out or args.cohort / "tiles"
+    _refuse_existing(out, args.force)
+    counts = make_tiles(args.cohort, out, tile=args.tile, negative_share=args.negative_share,
+                        test_fraction=args.test_fraction, seed=args.seed, lmdb=args.lmdb)
+    print(counts)
+
+
+# --- train -----------------------------------------------------------------
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="like `caffe train`: SOLVER prototxt -> snapshots, Caffe-format log")
+    p.add_argument("--engine", choices=["torch"], default="torch")
+    p.add_argument("--solver", type=Path, required=True)
+    p.add_argument("--weights", type=Path, default=None, help="initial .caffemodel")
+    p.add_argument("--snapshot", type=Path, default=None, help=".solverstate to resume from")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+
+
+def _run_train(args):
+    from .engines.torch.train import train
+
+    result = train(args.solver, weights=args.weights, snapshot=args.snapshot, device=args.device)
+    print(result)
+
+
+# --- score -----------------------------------------------------------------
+
+def _add_score(sub):
+    p = sub.add_parser("score", help="full-scan inference, threshold on training scans, F-measure, report")
+    p.add_argument("--snapshot", type=Path, required=True,
+                   help="a .caffemodel, or a run folder (its latest snapshot)")
+    p.add_argument("--cohort", type=Path, default=Path("data/current"))
+    p.add_argument("--deploy", type=Path, default=Path("prototxt/plaquenet_deploy.prototxt"))
+    p.add_argument("--engine", choices=["torch"], default="torch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/score")
+    p.add_argument("--force", action="store_true")
+
+
+def _run_score(args):
+    from .evaluate.score import score
+
+    result = score(args.snapshot, cohort_dir=args.cohort, deploy=args.deploy, engine=args.engine,
+                   device=args.device, out=args.out, force=args.force)
+    print(result)
+
+
+# ---------------------------------------------------------------------------
+
+COMMANDS = {
+    "phantom": (_add_phantom, _run_phantom),
+    "import": (_add_import, _run_import),
+    "tiles": (_add_tiles, _run_tiles),
+    "train": (_add_train, _run_train),
+    "score": (_add_score, _run_score),
+}
+
+
+def _refuse_existing(path, force):
+    if Path(path).exists() and not force:
+        raise InputError(path, "already exists (use --force to replace it)")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="plaquenet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command][1](args)
+    except InputError as e:
+        print(f"plaquenet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"plaquenet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

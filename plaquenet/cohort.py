@@ -1,0 +1,215 @@
+"""The cohort store: one HDF5 file per cohort, one group per pseudonymous patient.
+
+Layout of `data/<cohort>/cohort.h5`::
+
+    attrs   format="plaquenet-cohort", version=1, name
+    /patients/<id>/flair   (S, H, W) float32, scanner units (rescale applied)
+    /patients/<id>/mask    (S, H, W) uint8, 1 = plaque (radiologist's outline)
+    /patients/<id> attrs   voxel_mm (3,) in (S, H, W) order, mm
+                           affine_whs (4, 4): NIfTI affine of flair.transpose(2, 1, 0),
+                             index (w, h, s) -> RAS mm
+                           flair_source, mask_source: e.g. "dicom", "rtstruct"
+
+Axis convention (the same for DICOM and NIfTI input): s runs inferior ->
+superior, h anterior -> posterior, w patient right -> left, i.e. each slice
+looks as a radiologist sees an axial FLAIR.
+
+The train/test split lives beside it, in `split.json` (paper §4.1: a random
+split by patient). Patient ids are pseudonymous ("P001", ...): nothing from a
+DICOM header or a folder name that could identify a person is stored.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+
+import h5py
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import InputError
+
+FORMAT = "plaquenet-cohort"
+VERSION = 1
+
+
+@dataclasses.dataclass
+class Scan:
+    """One patient's axial FLAIR volume and the radiologist's mask."""
+
+    patient: str  # pseudonymous id
+    flair_shw: np.ndarray  # float32 (S, H, W), scanner units
+    mask_shw: np.ndarray  # uint8 (S, H, W), 0/1
+    voxel_mm: tuple  # (slice, row, column) spacing in mm
+    affine_whs: np.ndarray  # 4x4, index (w, h, s) -> RAS mm
+    flair_source: str = ""
+    mask_source: str = ""
+
+    def lesion_slices(self) -> np.ndarray:
+        """Indices of the slices with at least one plaque pixel (§4.1 keeps only these)."""
+        return np.flatnonzero(self.mask_shw.reshape(len(self.mask_shw), -1).any(axis=1))
+
+
+def cohort_file(cohort_dir) -> Path:
+    return Path(cohort_dir) / "cohort.h5"
+
+
+def split_file(cohort_dir) -> Path:
+    return Path(cohort_dir) / "split.json"
+
+
+def check_scan(scan: Scan, source="") -> None:
+    """Raise InputError for what no later stage can use: NaN/inf voxels, a mask
+    of another shape, a volume that is not 3D."""
+    where = source or scan.patient
+    if scan.flair_shw.ndim != 3:
+        raise InputError(where, f"FLAIR must be 3D (S, H, W), got shape {scan.flair_shw.shape}")
+    if scan.mask_shw.shape != scan.flair_shw.shape:
+        raise InputError(
+            where, f"mask shape {scan.mask_shw.shape} does not match image shape {scan.flair_shw.shape}"
+        )
+    bad = ~np.isfinite(scan.flair_shw)
+    if bad.any():
+        raise InputError(where, f"{int(bad.sum())} NaN/inf voxels in the FLAIR volume")
+
+
+def write_cohort(cohort_dir, scans: Iterable[Scan], name: Optional[str] = None) -> Path:
+    """Write all scans to `<cohort_dir>/cohort.h5` atomically; return its path."""
+    path = cohort_file(cohort_dir)
+    seen = set()
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["version"] = VERSION
+            f.attrs["name"] = name or Path(cohort_dir).name
+            patients = f.create_group("patients")
+            for scan in scans:
+                check_scan(scan)
+                if scan.patient in seen:
+                    raise InputError(path, f"patient id {scan.patient} given twice")
+                seen.add(scan.patient)
+                _write_scan(patients, scan)
+    return path
+
+
+def _write_scan(patients: h5py.Group, scan: Scan) -> None:
+    g = patients.create_group(scan.patient)
+    s, h, w = scan.flair_shw.shape
+    g.create_dataset("flair", data=scan.flair_shw.astype(np.float32), chunks=(1, h, w))
+    g.create_dataset("mask", data=(scan.mask_shw > 0).astype(np.uint8), chunks=(1, h, w), compression="lzf")
+    g.attrs["voxel_mm"] = np.asarray(scan.voxel_mm, dtype=np.float64)
+    g.attrs["affine_whs"] = np.asarray(scan.affine_whs, dtype=np.float64)
+    g.attrs["flair_source"] = scan.flair_source
+    g.attrs["mask_source"] = scan.mask_source
+
+
+def _open(cohort_dir) -> h5py.File:
+    path = cohort_file(cohort_dir)
+    if not path.is_file():
+        raise InputError(path, "no cohort store here (run `plaquenet import` or `plaquenet phantom` first)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise InputError(path, f"not a readable HDF5 file ({e})") from None
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise InputError(path, "not a plaquenet cohort store")
+    return f
+
+
+def cohort_name(cohort_dir) -> str:
+    with _open(cohort_dir) as f:
+        return str(f.attrs["name"])
+
+
+def patient_ids(cohort_dir) -> List[str]:
+    with _open(cohort_dir) as f:
+        return sorted(f["patients"].keys())
+
+
+def load_scan(cohort_dir, patient: str) -> Scan:
+    with _open(cohort_dir) as f:
+        if patient not in f["patients"]:
+            raise InputError(cohort_file(cohort_dir), f"no patient {patient}")
+        g = f["patients"][patient]
+        return Scan(
+            patient=patient,
+            flair_shw=g["flair"][...],
+            mask_shw=g["mask"][...],
+            voxel_mm=tuple(float(v) for v in g.attrs["voxel_mm"]),
+            affine_whs=np.array(g.attrs["affine_whs"]),
+            flair_source=str(g.attrs.get("flair_source", "")),
+            mask_source=str(g.attrs.get("mask_source", "")),
+        )
+
+
+def iter_scans(cohort_dir, patients: Optional[Sequence[str]] = None) -> Iterator[Scan]:
+    """Yield one patient at a time, so memory holds one volume whatever the cohort size."""
+    for pid in patients if patients is not None else patient_ids(cohort_dir):
+        yield load_scan(cohort_dir, pid)
+
+
+def normalise_intensity(flair_shw: np.ndarray) -> np.ndarray:
+    """Scanner units -> [0, 1], per patient volume; the same at train and test time.
+
+    The paper does not say how it scaled intensities; its Fig. 9 thresholds the
+    raw image at 50/45/40 %, so some [0, 1] scaling is implied. Our choice: divide
+    by the 99.9th percentile of the non-zero voxels of the whole volume (robust to
+    a few hot voxels, independent of how much air the field of view holds) and
+    clip to [0, 1]. Per volume, not per slice, so that a slice with only skull
+    is not stretched to look like brain.
+    """
+    flair = np.asarray(flair_shw, dtype=np.float32)
+    positive = flair[flair > 0]
+    if positive.size == 0:
+        return np.zeros_like(flair)
+    scale = float(np.percentile(positive, 99.9))
+    return np.clip(flair / scale, 0.0, 1.0).astype(np.float32)
+
+
+def make_split(patients: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> Dict[str, list]:
+    """Random split by patient (§4.1: 77 train / 19 test of 96, i.e. about 80/20).
+
+    Every cohort of two or more patients gets at least one patient on each side."""
+    patients = sorted(patients)
+    if len(patients) < 2:
+        raise InputError(None, f"a split needs at least 2 patients, the cohort has {len(patients)}")
+    n_test = min(max(1, int(round(test_fraction * len(patients)))), len(patients) - 1)
+    order = np.random.default_rng(seed).permutation(len(patients))
+    test = sorted(patients[i] for i in order[:n_test])
+    train = sorted(p for p in patients if p not in set(test))
+    return {"seed": seed, "test_fraction": test_fraction, "train": train, "test": test}
+
+
+def write_split(cohort_dir, split: Dict[str, list]) -> Path:
+    path = split_file(cohort_dir)
+    check_split(split, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(split, indent=2) + "\n")
+    return path
+
+
+def read_split(cohort_dir) -> Dict[str, list]:
+    path = split_file(cohort_dir)
+    if not path.is_file():
+        raise InputError(path, "no split file (run `plaquenet tiles` first)")
+    try:
+        split = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"not valid JSON ({e})") from None
+    check_split(split, path, known=patient_ids(cohort_dir))
+    return split
+
+
+def check_split(split, path, known: Optional[Sequence[str]] = None) -> None:
+    for side in ("train", "test"):
+        if not isinstance(split.get(side), list):
+            raise InputError(path, f"split has no '{side}' list")
+    both = sorted(set(split["train"]) & set(split["test"]))
+    if both:
+        raise InputError(path, f"patient {both[0]} is in both the train and the test split")
+    if known is not None:
+        unknown = sorted(set(split["train"] + split["test"]) - set(known))
+        if unknown:
+            raise InputError(path, f"patient {unknown[0]} is in the split but not in the cohort")
