@@ -109,9 +109,11 @@ def _add_score(sub):
 def _run_score(args):
     from .evaluate.score import score
 
-    result = score(args.snapshot, cohort_dir=args.cohort, deploy=args.deploy, engine=args.engine,
-                   device=args.device, out=args.out, force=args.force)
-    print(result)
+    results = score(args.snapshot, cohort_dir=args.cohort, deploy=args.deploy, engine=args.engine,
+                    device=args.device, out=args.out, force=args.force)
+    f1, paper = results["test"]["pixel"]["f1"], results["paper"]["test"]["pixel"]["f1"]
+    print(f"test F-measure {f1:.4f} at threshold {results['threshold']:.4g} (paper: {paper}); "
+          f"report: {results['out']}/report.html")
 
 
 # ---------------------------------------------------------------------------

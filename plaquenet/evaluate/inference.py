@@ -1,0 +1,114 @@
+"""The network applied to what the paper scores: the full axial slices that
+contain plaques (§4.1, §4.3), and the training tiles (the threshold the paper
+tried first and dropped, §4.3).
+
+`forward` is any callable image_hw float32 (H, W) -> probabilities float32
+(H, W), e.g. `plaquenet.engines.torch.net.load_deploy(...)`; the paper's net is
+fully convolutional, so one function serves 50x50 tiles and 448x512 scans.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional
+
+import h5py
+import numpy as np
+
+from ..cohort import Scan, normalise_intensity
+from ..errors import InputError
+from ..progress import progress
+from .sweep import best_f_threshold, pool_tables, value_table
+
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass
+class LesionSlice:
+    """One axial slice with plaques, as the network saw it."""
+
+    patient: str
+    index: int  # s, in the patient's (S, H, W) volume
+    image_hw: np.ndarray  # float32, normalised intensity in [0, 1] (the net's input)
+    truth_hw: np.ndarray  # uint8, 1 = plaque
+    output_hw: np.ndarray  # float32, network output in [0, 1]
+
+
+def apply_network(forward: Forward, image_hw: np.ndarray) -> np.ndarray:
+    """forward(image) as float32, checked to be an image of the input's size."""
+    output = np.asarray(forward(np.ascontiguousarray(image_hw, dtype=np.float32)), dtype=np.float32)
+    if output.shape != image_hw.shape:
+        raise ValueError(f"network output shape {output.shape} != input shape {image_hw.shape}")
+    return output
+
+
+def forward_lesion_slices(scan: Scan, forward: Forward) -> Iterator[LesionSlice]:
+    """The network's output on each slice of `scan` that contains a plaque.
+
+    Input: `normalise_intensity` of the whole volume, sliced, i.e. exactly
+    what the training tiles were cut from."""
+    image_shw = normalise_intensity(scan.flair_shw)
+    for s in scan.lesion_slices():
+        yield LesionSlice(scan.patient, int(s), image_shw[s], scan.mask_shw[s],
+                          apply_network(forward, image_shw[s]))
+
+
+def training_tile_files(cohort_dir) -> List[Path]:
+    """The HDF5 tile files of the training set: those listed in
+    COHORT/tiles/train.txt (Caffe's HDF5Data source; a line is found as written,
+    else by its name in the tiles folder), or COHORT/tiles/train*.h5; [] if none."""
+    tiles = Path(cohort_dir) / "tiles"
+    listing = tiles / "train.txt"
+    if not listing.is_file():
+        return sorted(tiles.glob("train*.h5"))
+    files = []
+    for line in listing.read_text().splitlines():
+        if not line.strip():
+            continue
+        path = Path(line.strip())
+        if not path.is_file():
+            path = tiles / path.name
+        if not path.is_file():
+            raise InputError(listing, f"lists {line.strip()}, which is not a file")
+        files.append(path)
+    return files
+
+
+def threshold_from_tiles(files: List[Path], forward: Forward, batch: int = 256) -> Optional[float]:
+    """§4.3, the variant the paper tried first and dropped: the threshold with
+    the best pooled F-measure over the network output on the training tiles
+    (not the full scans). None when the tiles hold no lesion pixel.
+
+    Tiles: datasets `data` and `label` (N, 1, h, w) of each Caffe HDF5Data
+    file, read `batch` tiles at a time, each tile through `forward`."""
+
+    n_tiles = sum(count_tiles(path) for path in files)  # checks every file's layout first
+
+    def tables(bar):
+        for path in files:
+            with h5py.File(path, "r") as f:
+                data, label = f["data"], f["label"]
+                for start in range(0, data.shape[0], batch):
+                    images = data[start:start + batch, 0]
+                    truths = label[start:start + batch, 0] > 0.5
+                    outputs = np.stack([apply_network(forward, image) for image in images])
+                    bar.update(len(images))
+                    yield value_table(outputs, truths)
+
+    with progress(total=n_tiles, desc="training tiles", unit="tile") as bar:
+        table = pool_tables(tables(bar))
+    return best_f_threshold(table) if table.positives.sum() else None
+
+
+def count_tiles(path) -> int:
+    """Number of tiles in a Caffe HDF5Data file; InputError unless it holds
+    `data` and `label` of the same shape (N, 1, h, w)."""
+    try:
+        with h5py.File(path, "r") as f:
+            shapes = [f[name].shape if name in f else None for name in ("data", "label")]
+    except OSError as e:
+        raise InputError(path, f"not a readable HDF5 file ({e})") from None
+    if None in shapes or shapes[0] != shapes[1] or len(shapes[0]) != 4 or shapes[0][1] != 1:
+        raise InputError(path, f"expected datasets data and label of shape (N, 1, h, w), got {shapes}")
+    return int(shapes[0][0])

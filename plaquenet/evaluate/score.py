@@ -1,0 +1,346 @@
+"""`plaquenet score`: a snapshot applied to the full scans of a cohort, scored as
+in the paper (§3.3, §4.1, §4.3, §5), written to one self-describing folder.
+
+    1. training scans: network output on every slice with plaques, pooled into
+       an exact value table -> the threshold with the best pixel F-measure
+       (and the same for the raw normalised intensity: the §5 baseline)
+    2. training tiles: the threshold the paper tried first and dropped (§4.3)
+    3. test scans: precision, recall, F-measure at those thresholds, pooled
+       and per patient; the best and the worst slice for the figures
+    4. out/: results.json, per_patient.csv, *.png, report.html
+
+One patient volume is in memory at a time. The training outputs are cached
+on disk (inside the folder being written, removed before it is renamed in
+place) for the per-patient training metrics, which need the threshold that
+only the whole training set gives.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import json
+import math
+import re
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .. import __version__
+from ..atomic import atomic_path
+from ..cohort import cohort_file, cohort_name, iter_scans, read_split, split_file
+from ..errors import InputError
+from ..progress import progress
+from ..report.figures import precision_recall_figure, raw_threshold_figure, save_png, slice_outcome_figure
+from ..report.html import write_report
+from .inference import Forward, count_tiles, forward_lesion_slices, threshold_from_tiles, training_tile_files
+from .metrics import PixelCounts, count_pixels, mean_and_std, pixel_metrics
+from .sweep import TablePool, ValueTable, best_f_threshold, counts_at, sweep, value_table
+
+# The paper's own figures, for the comparison in results.json and the report.
+PAPER = {
+    "source": "Stasiak et al. 2017, BIOIMAGING, §4.1 (counts), §4.3 and §5 (F-measure)",
+    "test": {"pixel": {"f1": 0.55}},
+    "counts": {"train": {"patients": 77, "scans": 982}, "test": {"patients": 19, "scans": 242}, "tiles": 7856},
+}
+
+DEFINITIONS = {
+    "scans": "axial slices that contain plaques; only these are scored, train and test (§4.1)",
+    "threshold": "lesion where output >= threshold; the distinct training-scan output value with the best "
+                 "pooled F-measure, ties to the highest (§3.3)",
+    "pixel": "TP, FP, FN summed over all pixels of all scans of the split, then precision, recall, F1",
+    "per_patient": "metrics of each patient's scans pooled; mean and population std over patients, "
+                   "NaN (undefined) values left out, n = patients counted",
+    "precision": "TP / (TP + FP); null when nothing is marked",
+    "recall": "TP / (TP + FN)",
+    "f1": "2 TP / (2 TP + FP + FN)",
+    "baseline.raw_intensity": "the normalised input itself thresholded, threshold chosen the same way (§5)",
+}
+
+SNAPSHOT_NAME = re.compile(r"_iter_(\d+)\.caffemodel$")
+
+
+def latest_snapshot(path) -> Path:
+    """`path` if it is a .caffemodel; for a run folder its `*_iter_<N>.caffemodel`
+    with the largest N (iteration number, not name order: iter_1000 > iter_200)."""
+    path = Path(path)
+    if path.is_dir():
+        found = [(int(m.group(1)), p.name, p) for p in path.glob("*_iter_*.caffemodel")
+                 for m in [SNAPSHOT_NAME.search(p.name)] if m]
+        if not found:
+            raise InputError(path, "no *_iter_<N>.caffemodel snapshot in this run folder")
+        return max(found)[2]
+    if path.is_file():
+        if path.suffix != ".caffemodel":
+            raise InputError(path, "not a .caffemodel (give the weights snapshot or its run folder)")
+        return path
+    raise InputError(path, "no such snapshot file or run folder")
+
+
+def load_forward(engine: str, deploy, snapshot, device: str = "cpu") -> Forward:
+    if not Path(deploy).is_file():
+        raise InputError(deploy, "no such deploy prototxt")
+    if engine != "torch":
+        raise InputError(None, f"engine {engine!r} cannot score yet (only 'torch')")
+    from ..engines.torch.net import load_deploy
+
+    return load_deploy(deploy, snapshot, device=device)
+
+
+def score(snapshot, cohort_dir="data/current", deploy="prototxt/plaquenet_deploy.prototxt", engine="torch",
+          device="cpu", out=None, force=False) -> dict:
+    """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
+    write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns."""
+    snapshot = latest_snapshot(snapshot)
+    out = Path(out) if out is not None else snapshot.parent / "score"
+    _refuse_existing(out, force)
+    _check_split(cohort_dir)
+    forward = load_forward(engine, deploy, snapshot, device)
+    about = {"snapshot": str(snapshot), "engine": engine, "device": device, "deploy": str(deploy)}
+    return score_with_forward(forward, cohort_dir, out, force=force, about=about)
+
+
+def score_with_forward(forward: Forward, cohort_dir, out, force: bool = False,
+                       about: Optional[dict] = None) -> dict:
+    """The whole evaluation with any `forward` (image_hw -> output_hw) in place of
+    a loaded snapshot; writes `out` atomically and returns results.json's
+    content (NaN as NaN, not null) plus "out", the folder written."""
+    out = Path(out)
+    _refuse_existing(out, force)
+    split = _check_split(cohort_dir)
+    _check_test_has_lesions(cohort_dir, split["test"])
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=tmp) as cache:
+            results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache))
+        results = {"snapshot": None, "engine": None, **(about or {}), **results}
+        _write_score_dir(tmp, results, rows, views, curves)
+    return {**results, "out": str(out)}
+
+
+# --- the evaluation --------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainingPass:
+    network: ValueTable  # pooled over all training scans
+    raw: ValueTable  # the same for the normalised input (baseline)
+    cached: Dict[str, Path]  # patient -> .npz with output_shw, truth_shw of its scans
+    patients: int
+    scans: int
+
+
+def _training_pass(forward: Forward, cohort_dir, patients: List[str], cache: Path) -> TrainingPass:
+    network, raw, cached, scans = TablePool(), TablePool(), {}, 0
+    for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="training scans", unit="patient"):
+        slices = list(forward_lesion_slices(scan, forward))
+        if not slices:
+            continue
+        output = np.stack([s.output_hw for s in slices])
+        truth = np.stack([s.truth_hw for s in slices])
+        network.add(value_table(output, truth))
+        raw.add(value_table(np.stack([s.image_hw for s in slices]), truth))
+        cached[scan.patient] = cache / f"{scan.patient}.npz"
+        np.savez(cached[scan.patient], output_shw=output, truth_shw=truth)
+        scans += len(slices)
+    if scans == 0:
+        raise InputError(cohort_file(cohort_dir), "no training slice contains a plaque (§4.1 scores only those)")
+    return TrainingPass(network.table(), raw.table(), cached, len(patients), scans)
+
+
+def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
+    train = _training_pass(forward, cohort_dir, split["train"], cache)
+    thresholds = {"network": best_f_threshold(train.network), "baseline": best_f_threshold(train.raw)}
+
+    # §4.3: the threshold chosen on the training tiles did not suit full scans;
+    # computed again here to show by how much.
+    tile_files = training_tile_files(cohort_dir)
+    n_tiles = sum(count_tiles(path) for path in tile_files) if tile_files else None
+    from_tiles = threshold_from_tiles(tile_files, forward) if tile_files else None
+    if from_tiles is not None:
+        thresholds["tiles"] = from_tiles
+
+    train_rows = _training_rows(train, thresholds["network"])
+    test = _test_pass(forward, cohort_dir, split["test"], thresholds)
+
+    def split_results(pooled: PixelCounts, per_patient: List[dict]) -> dict:
+        return {"pixel": _pixel_record(pooled), "per_patient": mean_and_std(per_patient)}
+
+    results = {
+        "cohort": cohort_name(cohort_dir),
+        "cohort_dir": str(cohort_dir),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "plaquenet": __version__,
+        "threshold": thresholds["network"],
+        "threshold_from_tiles": thresholds.get("tiles"),
+        "counts": {
+            "train": {"patients": train.patients, "patients_with_plaques": len(train_rows), "scans": train.scans},
+            "test": {"patients": len(split["test"]), "patients_with_plaques": len(test["rows"]),
+                     "scans": test["scans"]},
+            "tiles": n_tiles,
+        },
+        "train": split_results(PixelCounts(*counts_at(train.network, thresholds["network"])), train_rows),
+        "test": {
+            **split_results(test["pooled"]["network"], test["rows"]),
+            "pixel_from_tiles_threshold": _pixel_record(test["pooled"].get("tiles")),
+            "best_slice": _slice_record(test["best"]),
+            "worst_slice": _slice_record(test["worst"]),
+        },
+        "baseline": {"raw_intensity": {
+            "threshold": thresholds["baseline"],
+            "train": {"pixel": _pixel_record(PixelCounts(*counts_at(train.raw, thresholds["baseline"])))},
+            "test": split_results(test["pooled"]["baseline"], test["baseline_rows"]),
+        }},
+        # Paper §5: lesion-wise detection (connected components) -- the next step.
+        "lesion_wise": None,
+        "paper": PAPER,
+        "definitions": DEFINITIONS,
+    }
+    curves = {"network output": (sweep(train.network), thresholds["network"]),
+              "raw intensity (baseline)": (sweep(train.raw), thresholds["baseline"])}
+    return results, train_rows + test["rows"], {"best": test["best"], "worst": test["worst"]}, curves
+
+
+def _training_rows(train: TrainingPass, threshold: float) -> List[dict]:
+    rows = []
+    for patient, path in train.cached.items():
+        with np.load(path) as cached:
+            counts = count_pixels(cached["output_shw"] >= threshold, cached["truth_shw"])
+            rows.append(_row(patient, "train", len(cached["truth_shw"]), counts))
+    return rows
+
+
+def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Dict[str, float]) -> dict:
+    """Counts at each threshold, pooled and per patient, and the slices with the
+    best and the worst F-measure at the network threshold (first of equals)."""
+    pooled = {name: PixelCounts() for name in thresholds}
+    rows, baseline_rows, scans = [], [], 0
+    best = worst = None
+    for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="test scans", unit="patient"):
+        patient = {name: PixelCounts() for name in thresholds}
+        n = 0
+        for s in forward_lesion_slices(scan, forward):
+            n += 1
+            for name, t in thresholds.items():
+                values = s.image_hw if name == "baseline" else s.output_hw
+                counts = count_pixels(values >= t, s.truth_hw)
+                patient[name] += counts
+                if name == "network":
+                    f1 = pixel_metrics(counts)["f1"]
+                    if best is None or f1 > best[1]:
+                        best = (s, f1)
+                    if worst is None or f1 < worst[1]:
+                        worst = (s, f1)
+        if n:
+            scans += n
+            rows.append(_row(scan.patient, "test", n, patient["network"]))
+            baseline_rows.append(_row(scan.patient, "test", n, patient["baseline"]))
+            for name in thresholds:
+                pooled[name] += patient[name]
+    return {"pooled": pooled, "rows": rows, "baseline_rows": baseline_rows, "scans": scans,
+            "best": best, "worst": worst}
+
+
+def _row(patient: str, split: str, slices: int, counts: PixelCounts) -> dict:
+    return {"patient": patient, "split": split, "slices": slices, **pixel_metrics(counts),
+            **dataclasses.asdict(counts)}
+
+
+def _pixel_record(counts: Optional[PixelCounts]) -> dict:
+    if counts is None:
+        return {"precision": None, "recall": None, "f1": None}
+    return {**pixel_metrics(counts), **dataclasses.asdict(counts)}
+
+
+def _slice_record(view) -> dict:
+    s, f1 = view
+    return {"patient": s.patient, "slice": s.index, "f1": f1}
+
+
+# --- checks ----------------------------------------------------------------
+
+def _refuse_existing(out: Path, force: bool) -> None:
+    if Path(out).exists() and not force:
+        raise InputError(out, "already exists (use --force to replace it)")
+
+
+def _check_split(cohort_dir) -> dict:
+    split = read_split(cohort_dir)
+    for side, name in (("train", "training"), ("test", "test")):
+        if not split[side]:
+            raise InputError(split_file(cohort_dir), f"no {name} patients in the split")
+    return split
+
+
+def _check_test_has_lesions(cohort_dir, patients: List[str]) -> None:
+    # Cheap before the long training pass: masks only, no network.
+    if not any(len(scan.lesion_slices()) for scan in iter_scans(cohort_dir, patients)):
+        raise InputError(cohort_file(cohort_dir), "no test slice contains a plaque (§4.1 scores only those)")
+
+
+# --- writing ---------------------------------------------------------------
+
+def _write_score_dir(out: Path, results: dict, rows: List[dict], views: dict, curves: dict) -> None:
+    (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2) + "\n")
+    _write_per_patient(out / "per_patient.csv", rows)
+    figures = _write_figures(out, results, views, curves)
+    write_report(out / "report.html", _json_safe(results), figures)
+
+
+def _write_per_patient(path: Path, rows: List[dict]) -> None:
+    columns = ["patient", "split", "slices", "precision", "recall", "f1", "tp", "fp", "fn"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
+
+
+def _write_figures(out: Path, results: dict, views: dict, curves: dict) -> list:
+    """Figures as PNG files; returns (caption, path) pairs for the report."""
+    t = results["threshold"]
+    figures = []
+    for which, label in (("best", "best"), ("worst", "worst")):
+        s, f1 = views[which]
+        title = f"{label} test slice: {s.patient} slice {s.index}, F = {f1:.3f}"
+        path = save_png(slice_outcome_figure(s.image_hw, s.truth_hw, s.output_hw, t, title),
+                        out / f"{which}_test_slice.png")
+        figures.append((f"Paper Figs. 6-8: the {label} test slice by F-measure ({s.patient}, slice {s.index}). "
+                        "Green: plaque found; red: false alarm; yellow: plaque missed.", path))
+    s, _ = views["best"]
+    path = save_png(raw_threshold_figure(s.image_hw, s.truth_hw, title=f"{s.patient} slice {s.index}: input thresholded"),
+                    out / "raw_intensity_thresholds.png")
+    figures.append(("Paper Fig. 9: the input of the best test slice itself thresholded at 50, 45 and 40 % "
+                    "(the intensity-only baseline of §5).", path))
+    path = save_png(precision_recall_figure(_curve_points(curves), "training scans, all thresholds"),
+                    out / "precision_recall_train.png")
+    figures.append(("Precision and recall on the full training scans over every distinct threshold (§3.3); "
+                    "the dot is the threshold with the best F-measure.", path))
+    return figures
+
+
+def _curve_points(curves: dict, points: int = 2000) -> dict:
+    """Each curve thinned to about `points` thresholds for drawing (the choice
+    itself was made on all of them)."""
+    drawn = {}
+    for label, (curve, threshold) in curves.items():
+        keep = np.unique(np.linspace(0, len(curve.thresholds) - 1, min(points, len(curve.thresholds))).astype(int))
+        chosen = int(np.searchsorted(curve.thresholds, threshold))
+        drawn[label] = {"precision": curve.precision[keep], "recall": curve.recall[keep], "threshold": threshold,
+                        "chosen": (float(curve.recall[chosen]), float(curve.precision[chosen]))}
+    return drawn
+
+
+def _json_safe(value):
+    """NaN -> null (JSON has no NaN), numpy scalars -> Python numbers."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

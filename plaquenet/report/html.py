@@ -1,0 +1,120 @@
+"""report.html: one self-contained page (figures embedded as data URIs) with
+our numbers beside the paper's, the figures, and what was run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+
+def png_data_uri(path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "&ndash;"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _get(d, dotted: str):
+    for key in dotted.split("."):
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _mean_std(summary: Optional[dict]) -> str:
+    if not summary or summary.get("mean") is None:
+        return "&ndash;"
+    return f"{summary['mean']:.3f} &plusmn; {summary['std']:.3f}"
+
+
+# (row label, our key in results.json, the paper's key in results["paper"])
+COMPARISON = [
+    ("test F-measure, pixels pooled", "test.pixel.f1", "test.pixel.f1"),
+    ("test precision", "test.pixel.precision", None),
+    ("test recall", "test.pixel.recall", None),
+    ("threshold (best F on full training scans)", "threshold", None),
+    ("train F-measure", "train.pixel.f1", None),
+    ("train precision", "train.pixel.precision", None),
+    ("train recall", "train.pixel.recall", None),
+    ("threshold chosen on training tiles (rejected, §4.3)", "threshold_from_tiles", None),
+    ("test F-measure at the tiles' threshold", "test.pixel_from_tiles_threshold.f1", None),
+    ("raw-intensity baseline (§5): threshold", "baseline.raw_intensity.threshold", None),
+    ("raw-intensity baseline: test F-measure", "baseline.raw_intensity.test.pixel.f1", None),
+    ("train patients", "counts.train.patients", "counts.train.patients"),
+    ("test patients", "counts.test.patients", "counts.test.patients"),
+    ("train scans (slices with plaques)", "counts.train.scans", "counts.train.scans"),
+    ("test scans (slices with plaques)", "counts.test.scans", "counts.test.scans"),
+    ("training tiles", "counts.tiles", "counts.tiles"),
+]
+
+
+def comparison_table(results: dict) -> str:
+    paper = results.get("paper", {})
+    rows = ["<tr><th></th><th>this run</th><th>paper</th></tr>"]
+    for label, ours, theirs in COMPARISON:
+        rows.append(f"<tr><td>{html.escape(label)}</td><td>{_fmt(_get(results, ours), 4)}</td>"
+                    f"<td>{_fmt(_get(paper, theirs)) if theirs else '&ndash;'}</td></tr>")
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+def per_patient_table(results: dict) -> str:
+    rows = ["<tr><th></th><th>precision</th><th>recall</th><th>F-measure</th><th>patients</th></tr>"]
+    for label, key in (("test, network", "test.per_patient"), ("train, network", "train.per_patient"),
+                       ("test, raw-intensity baseline", "baseline.raw_intensity.test.per_patient")):
+        summary = _get(results, key) or {}
+        n = _get(summary, "f1.n")
+        rows.append(f"<tr><td>{label}</td>" + "".join(f"<td>{_mean_std(summary.get(m))}</td>"
+                                                        for m in ("precision", "recall", "f1"))
+                    + f"<td>{_fmt(n)}</td></tr>")
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+def run_table(results: dict) -> str:
+    keys = ("snapshot", "engine", "device", "deploy", "cohort", "cohort_dir", "date", "plaquenet")
+    return "<table>\n" + "\n".join(f"<tr><td>{k}</td><td><code>{_fmt(results.get(k))}</code></td></tr>"
+                                   for k in keys if k in results) + "\n</table>"
+
+
+STYLE = """body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+td:first-child{text-align:left}figure{margin:1.5em 0}img{max-width:100%}figcaption{font-size:.9em;color:#555}"""
+
+
+def write_report(path, results: dict, figures: Sequence[Tuple[str, Path]]) -> Path:
+    """Write the HTML page. figures: (caption, PNG path) pairs, embedded inline,
+    so the page can be mailed or moved without its folder."""
+    title = f"plaquenet score: {results.get('cohort', '')}"
+    figure_html = "\n".join(
+        f'<figure><img alt="{html.escape(caption)}" src="{png_data_uri(png)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, png in figures)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Stasiak et al. 2017 (BIOIMAGING), reproduced: full-scan pixel precision, recall and F-measure
+over the axial slices that contain plaques (§4.1), at the threshold that maximises the pooled
+F-measure on the full training scans (§3.3, §4.3).</p>
+<h2>Results beside the paper</h2>
+{comparison_table(results)}
+<h2>Per patient (mean &plusmn; std over patients)</h2>
+{per_patient_table(results)}
+<h2>Lesion-wise detection</h2>
+<p>Not computed yet: the paper (§5) proposes counting detected lesions rather than pixels;
+this report gives pixel metrics only.</p>
+<h2>Figures</h2>
+{figure_html}
+<h2>What was run</h2>
+{run_table(results)}
+</body></html>
+"""
+    Path(path).write_text(page, encoding="utf-8")
+    return Path(path)

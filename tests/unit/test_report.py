@@ -1,0 +1,184 @@
+"""`plaquenet score` end to end on a tiny cohort, with the identity as the
+network (output = normalised input: a deterministic forward, no snapshot)."""
+
+import csv
+import json
+import re
+
+import h5py
+import numpy as np
+import pytest
+
+from plaquenet.cli import main
+from plaquenet.cohort import Scan, normalise_intensity, write_cohort, write_split
+from plaquenet.errors import InputError
+from plaquenet.evaluate.score import latest_snapshot, score, score_with_forward
+
+
+def identity(image_hw):
+    return image_hw
+
+
+def tiny_scan(patient, rng, lesion_slices=(1, 2)):
+    """(4, 16, 16) volume: noisy tissue, plaques brighter than it on some slices."""
+    flair = rng.uniform(100, 300, size=(4, 16, 16)).astype(np.float32)
+    mask = np.zeros((4, 16, 16), np.uint8)
+    for s in lesion_slices:
+        r, c = rng.integers(2, 11, size=2)
+        mask[s, r:r + 3, c:c + 4] = 1
+    flair[mask == 1] += rng.uniform(150, 400, size=int(mask.sum()))
+    return Scan(patient, flair, mask, (5.0, 0.5, 0.5), np.eye(4))
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    rng = np.random.default_rng(0)
+    cohort_dir = tmp_path / "cohort"
+    scans = [tiny_scan("P001", rng), tiny_scan("P002", rng, (0, 3)), tiny_scan("P003", rng, ()),
+             tiny_scan("P004", rng, (2,)), tiny_scan("P005", rng, (1, 2, 3))]
+    write_cohort(cohort_dir, scans, name="tiny")
+    write_split(cohort_dir, {"train": ["P001", "P002", "P003"], "test": ["P004", "P005"]})
+    return cohort_dir
+
+
+def write_tiles(cohort_dir, rng):
+    tiles = cohort_dir / "tiles"
+    tiles.mkdir()
+    data = rng.random((5, 1, 8, 8)).astype(np.float32)
+    label = (data > 0.7).astype(np.float32)
+    with h5py.File(tiles / "train_0.h5", "w") as f:
+        f["data"], f["label"] = data, label
+    (tiles / "train.txt").write_text("data/elsewhere/tiles/train_0.h5\n")  # found by its name
+    return data, label
+
+
+def test_latest_snapshot_by_iteration_number(tmp_path):
+    for n in (200, 1000, 30):
+        (tmp_path / f"plaquenet_iter_{n}.caffemodel").write_bytes(b"")
+    (tmp_path / "plaquenet_iter_5000.solverstate").write_bytes(b"")
+    assert latest_snapshot(tmp_path).name == "plaquenet_iter_1000.caffemodel"
+    assert latest_snapshot(tmp_path / "plaquenet_iter_200.caffemodel").name == "plaquenet_iter_200.caffemodel"
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda p: p / "missing.caffemodel", "no such snapshot"),
+    (lambda p: p, "no \\*_iter_<N>.caffemodel"),
+    (lambda p: (p / "x_iter_5.solverstate").write_bytes(b"") or p / "x_iter_5.solverstate", "not a .caffemodel"),
+])
+def test_bad_snapshot_is_one_line_input_error(tmp_path, make, problem):
+    with pytest.raises(InputError, match=problem) as e:
+        latest_snapshot(make(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+def test_score_writes_results_figures_and_a_self_contained_report(cohort, tmp_path):
+    data, label = write_tiles(cohort, np.random.default_rng(1))
+    out = tmp_path / "run" / "score"
+    results = score_with_forward(identity, cohort, out, about={"snapshot": "s_iter_1.caffemodel", "engine": "id"})
+
+    saved = json.loads((out / "results.json").read_text())
+    for key in ("threshold", "threshold_from_tiles", "snapshot", "engine", "cohort", "counts", "paper"):
+        assert key in saved
+    for split in ("train", "test"):
+        assert set(saved[split]["pixel"]) >= {"precision", "recall", "f1"}
+    assert saved["test"]["pixel_from_tiles_threshold"]["f1"] is not None
+    assert set(saved["baseline"]["raw_intensity"]["test"]["pixel"]) >= {"precision", "recall", "f1"}
+    assert saved["cohort"] == "tiny" and saved["snapshot"] == "s_iter_1.caffemodel"
+    assert saved["counts"]["train"] == {"patients": 3, "patients_with_plaques": 2, "scans": 4}
+    assert saved["counts"]["test"]["scans"] == 4 and saved["counts"]["tiles"] == 5
+    assert saved["paper"]["test"]["pixel"]["f1"] == 0.55
+    assert saved["lesion_wise"] is None
+
+    # The identity network *is* the raw-intensity baseline: same threshold, same scores.
+    base = saved["baseline"]["raw_intensity"]
+    assert saved["threshold"] == base["threshold"]
+    assert saved["test"]["pixel"] == base["test"]["pixel"]
+
+    # Test F-measure, recomputed by hand over the test slices with plaques.
+    tp = fp = fn = 0
+    with h5py.File(cohort / "cohort.h5", "r") as f:
+        for p in ("P004", "P005"):
+            image = normalise_intensity(f["patients"][p]["flair"][...])
+            mask = f["patients"][p]["mask"][...].astype(bool)
+            keep = mask.any(axis=(1, 2))
+            pred, truth = image[keep] >= saved["threshold"], mask[keep]
+            tp += (pred & truth).sum()
+            fp += (pred & ~truth).sum()
+            fn += (~pred & truth).sum()
+    assert saved["test"]["pixel"]["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert results["out"] == str(out)
+
+    # The tiles' threshold: best F over the tile pixels themselves (identity network).
+    values = np.unique(data)
+    f1 = [2 * ((data >= t) & (label > 0.5)).sum() / ((data >= t).sum() + (label > 0.5).sum()) for t in values]
+    assert saved["threshold_from_tiles"] == pytest.approx(values[np.flatnonzero(f1 == np.max(f1))[-1]])
+
+    rows = list(csv.DictReader((out / "per_patient.csv").open()))
+    assert [(r["patient"], r["split"], r["slices"]) for r in rows] == [
+        ("P001", "train", "2"), ("P002", "train", "2"), ("P004", "test", "1"), ("P005", "test", "3")]
+    assert set(rows[0]) >= {"patient", "split", "slices", "precision", "recall", "f1"}
+
+    for png in ("best_test_slice.png", "worst_test_slice.png", "raw_intensity_thresholds.png",
+                "precision_recall_train.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    page = (out / "report.html").read_text()
+    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "0.55" in page and "tiny" in page
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # cache removed
+
+
+def test_cli_score_refuses_existing_out_and_missing_snapshot(cohort, tmp_path, capsys):
+    out = tmp_path / "score"
+    out.mkdir()
+    assert main(["score", "--snapshot", str(tmp_path / "nope.caffemodel"), "--cohort", str(cohort)]) == 2
+    assert "nope.caffemodel: no such snapshot" in capsys.readouterr().err
+    (tmp_path / "x_iter_1.caffemodel").write_bytes(b"")
+    assert main(["score", "--snapshot", str(tmp_path), "--cohort", str(cohort), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_force_replaces_an_existing_score_folder(cohort, tmp_path):
+    out = tmp_path / "score"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    with pytest.raises(InputError, match="already exists"):
+        score_with_forward(identity, cohort, out)
+    score_with_forward(identity, cohort, out, force=True)
+    assert (out / "results.json").is_file() and not (out / "stale.txt").exists()
+    assert json.loads((out / "results.json").read_text())["threshold_from_tiles"] is None  # no tiles
+
+
+def test_default_out_is_the_run_folder(cohort, tmp_path):
+    run = tmp_path / "runs" / "demo"
+    run.mkdir(parents=True)
+    (run / "net_iter_10.caffemodel").write_bytes(b"")
+    # The deploy file is checked before any engine is loaded.
+    with pytest.raises(InputError, match="no such deploy"):
+        score(run, cohort_dir=cohort, deploy=tmp_path / "missing.prototxt")
+    assert not (run / "score").exists()
+
+
+def test_test_set_without_plaques_is_refused_and_nothing_written(cohort, tmp_path):
+    write_split(cohort, {"train": ["P001", "P002"], "test": ["P003"]})
+    out = tmp_path / "score"
+    with pytest.raises(InputError, match="no test slice contains a plaque"):
+        score_with_forward(identity, cohort, out)
+    assert not out.exists()
+
+
+def test_empty_side_of_the_split_is_refused(cohort, tmp_path):
+    write_split(cohort, {"train": [], "test": ["P004"]})
+    with pytest.raises(InputError, match="no training patients"):
+        score_with_forward(identity, cohort, tmp_path / "score")
+
+
+def test_failure_during_scoring_leaves_no_partial_folder(cohort, tmp_path):
+    def broken(image_hw):
+        return image_hw[:-1]
+
+    out = tmp_path / "score"
+    with pytest.raises(ValueError, match="output shape"):
+        score_with_forward(broken, cohort, out)
+    assert not out.exists() and not list(tmp_path.glob(".score*"))
