@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Build a Debian bullseye root holding real Caffe 1.0 (CPU, OpenBLAS) and pycaffe
+# on Python 3.9: the oracle the conformance tests compare our engine against, and
+# the base of the Docker image. Needs root and mmdebstrap (apt-get install
+# mmdebstrap); about 30-60 s and 750 MB. Run it with `chroot ROOT python3 ...`.
+#
+# Without libopenblas0-pthread Caffe falls back to reference BLAS, ~8x slower.
+set -euo pipefail
+root=${1:-build/caffe-root}
+if [ -x "$root/usr/bin/caffe" ]; then
+  echo "Caffe root already at $root"
+  exit 0
+fi
+command -v mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap; }
+tmp="$root.partial"
+rm -rf "$tmp"
+mkdir -p "$(dirname "$root")"
+mmdebstrap --quiet --variant=apt \
+  --include=caffe,python3-caffe,python3-h5py,python3-numpy,libopenblas0-pthread \
+  bullseye "$tmp"
+mv "$tmp" "$root"
+echo "Caffe root ready at $root"
