@@ -1,0 +1,173 @@
+"""`plaquenet import`: discovery, pseudonyms, no PHI in any output, atomic failure, resampling."""
+
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+import dicom_fixtures as F
+from plaquenet.cli import main
+from plaquenet.cohort import load_scan, patient_ids
+from plaquenet.errors import InputError
+from plaquenet.io.study import import_studies, read_patient, resample_scan
+
+
+def run_import(capsys, studies, cohort, *extra):
+    code = main(["import", str(studies), "--cohort", str(cohort), *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_import_dicom_and_nifti_patients(tmp_path, capsys):
+    F.write_patient(tmp_path / "studies" / "zz_second", "seg")
+    F.write_nifti_patient(tmp_path / "studies" / "aa_first", axcodes=("L", "A", "S"))
+    code, out, _ = run_import(capsys, tmp_path / "studies", tmp_path / "cohort")
+    assert code == 0
+    assert out.strip().startswith("imported 2 patients (P001-P002): 8 slices, 6 with lesions; slice sizes HxW "
+                                  "(patients): 16x20 (2)")
+    assert patient_ids(tmp_path / "cohort") == ["P001", "P002"]
+    first, second = load_scan(tmp_path / "cohort", "P001"), load_scan(tmp_path / "cohort", "P002")
+    assert (first.flair_source, first.mask_source, second.flair_source) == ("nifti", "nifti", "dicom")
+    for scan in (first, second):
+        np.testing.assert_array_equal(scan.flair_shw, F.expected_flair_shw())
+        np.testing.assert_array_equal(scan.mask_shw, F.lesion_mask_shw())
+        np.testing.assert_array_equal(scan.affine_whs, F.EXPECTED_AFFINE_WHS)
+        assert scan.voxel_mm == (F.SLICE_MM, F.ROW_MM, F.COL_MM)
+
+
+def test_no_identifying_text_reaches_the_cohort_or_stdout(tmp_path, capsys):
+    phi = dict(F.PHI)
+    studies = tmp_path / "studies"
+    F.write_patient(studies / "Doe_Jane_PHI", "rtstruct", phi=phi)
+    F.write_patient(studies / "Roe_Rick_PHI", "seg", phi=phi)
+    code, out, _ = run_import(capsys, studies, tmp_path / "cohort")
+    assert code == 0
+    secrets = list(phi.values()) + ["Doe_Jane_PHI", "Roe_Rick_PHI", "ACC-PHI-99"]  # long: no chance matches
+    for path in studies.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        secrets += [str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)]
+    stored = (tmp_path / "cohort" / "cohort.h5").read_bytes()
+    for secret in secrets:
+        assert secret.encode().lower() not in stored.lower(), secret
+        assert secret.lower() not in out.lower(), secret
+
+
+def test_bad_file_fails_with_one_line_and_leaves_no_cohort(tmp_path, capsys):
+    F.write_patient(tmp_path / "studies" / "a", "png-order")
+    folder = F.write_patient(tmp_path / "studies" / "b", "rtstruct")
+    (folder / "flair" / "IM0002.dcm").write_bytes(b"garbage" * 100)
+    code, out, err = run_import(capsys, tmp_path / "studies", tmp_path / "cohort")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.strip().endswith("IM0002.dcm: not a DICOM file (no 'DICM' preamble)")
+    assert not (tmp_path / "cohort").exists()
+
+
+def test_failure_keeps_an_existing_cohort_under_force(tmp_path, capsys):
+    F.write_patient(tmp_path / "studies" / "a", "nifti")
+    assert run_import(capsys, tmp_path / "studies", tmp_path / "cohort")[0] == 0
+    before = (tmp_path / "cohort" / "cohort.h5").read_bytes()
+    assert run_import(capsys, tmp_path / "studies", tmp_path / "cohort")[0] == 2  # exists, no --force
+    victim = tmp_path / "studies" / "a" / "flair" / "IM0003.dcm"
+    victim.write_bytes(victim.read_bytes()[:-100])  # a file cut short in its pixel data
+    code, _, err = run_import(capsys, tmp_path / "studies", tmp_path / "cohort", "--force")
+    assert code == 2 and "IM0003.dcm: cannot decode the pixel data" in err
+    assert (tmp_path / "cohort" / "cohort.h5").read_bytes() == before
+    assert [p.name for p in (tmp_path / "cohort").iterdir()] == ["cohort.h5"]
+
+
+def test_ignored_and_unexpected_files(tmp_path):
+    folder = F.write_patient(tmp_path / "p", "png-stem")
+    (folder / "notes.txt").write_text("not DICOM, ignored")
+    (folder / "DICOMDIR").write_bytes(b"ignored by name")
+    (folder / ".DS_Store").write_bytes(b"hidden")
+    assert read_patient(folder, "P001").mask_shw.sum() == F.lesion_mask_shw().sum()
+    ds = pydicom.dcmread(next((folder / "flair").iterdir()))
+    ds.Modality = "PR"
+    ds.save_as(folder / "state.dcm")
+    with pytest.raises(InputError, match="state.dcm: DICOM of modality PR: expected MR images, SEG or RTSTRUCT"):
+        read_patient(folder, "P001")
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("two kinds", "ambiguous: found SEG and RTSTRUCT outlines"),
+    ("two segs", "ambiguous: 2 SEG outlines"),
+    ("no outlines", "no outlines found"),
+    ("dicom and nifti", "ambiguous: found FLAIR as a DICOM series and as NIfTI"),
+    ("no flair", "no FLAIR found"),
+    ("two series", "ambiguous: 2 MR series, 0 of them described as FLAIR"),
+])
+def test_discovery_problems(tmp_path, problem, message):
+    folder = F.write_patient(tmp_path / "p", "rtstruct")
+    series = sorted((folder / "flair").iterdir())
+    if problem == "two kinds":
+        F.write_seg(folder / "seg.dcm", series[::-1])
+    elif problem == "two segs":
+        (folder / "outlines.dcm").unlink()
+        F.write_seg(folder / "seg1.dcm", series)
+        F.write_seg(folder / "seg2.dcm", series)
+    elif problem == "no outlines":
+        (folder / "outlines.dcm").unlink()
+    elif problem == "dicom and nifti":
+        F.write_nifti(folder / "flair.nii.gz", F.expected_flair_shw())
+    elif problem == "no flair":
+        shutil.rmtree(folder / "flair")
+    else:
+        F.write_dicom_series(folder / "t1", description="AX T1")
+        for path in (folder / "flair").iterdir():
+            ds = pydicom.dcmread(path)
+            ds.SeriesDescription = "AX T2"
+            ds.save_as(path)
+    with pytest.raises(InputError, match=message):
+        read_patient(folder, "P001")
+
+
+def test_two_series_pick_the_flair(tmp_path):
+    folder = F.write_patient(tmp_path / "p", "seg")
+    F.write_dicom_series(folder / "t1", stored=F.stored_kji() + 1, description="AX T1 SE")
+    np.testing.assert_array_equal(read_patient(folder, "P001").flair_shw, F.expected_flair_shw())
+
+
+def test_study_level_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no patient folders"):
+        import_studies(tmp_path / "empty", tmp_path / "cohort")
+    folder = F.write_patient(tmp_path / "studies" / "a", "png-order")
+    F.write_png_masks(folder / "mask", np.zeros_like(F.lesion_mask_shw()))
+    with pytest.raises(InputError, match="studies: no lesions: no patient has any outlined pixel"):
+        import_studies(tmp_path / "studies", tmp_path / "cohort")
+    assert not (tmp_path / "cohort").exists()
+    with pytest.raises(InputError, match="--resample: expected HxW"):
+        import_studies(tmp_path / "studies", tmp_path / "cohort", resample="448")
+
+
+def test_nan_voxels_are_an_error_naming_the_file(tmp_path):
+    folder = F.write_nifti_patient(tmp_path / "p")
+    flair = F.expected_flair_shw()
+    flair[1, 2, 3] = np.nan
+    F.write_nifti(folder / "flair.nii.gz", flair)
+    with pytest.raises(InputError, match="flair.nii.gz: 1 NaN/inf voxels"):
+        read_patient(folder, "P001")
+
+
+def test_resample_keeps_geometry(tmp_path):
+    scan = read_patient(F.write_patient(tmp_path / "p", "png-order"), "P001")
+    big = resample_scan(scan, (32, 40))  # twice the pixels in each direction
+    assert big.flair_shw.shape == big.mask_shw.shape == (4, 32, 40)
+    assert big.voxel_mm == (F.SLICE_MM, F.ROW_MM / 2, F.COL_MM / 2)
+    assert big.mask_shw.sum() == 4 * scan.mask_shw.sum()  # nearest: every pixel becomes 2x2
+    # the field of view's corner (pixel -0.5, -0.5) stays where it was
+    np.testing.assert_allclose(big.affine_whs @ [-0.5, -0.5, 0, 1], scan.affine_whs @ [-0.5, -0.5, 0, 1])
+    # a pixel centre of the new grid maps onto the same point of the old one
+    np.testing.assert_allclose(big.affine_whs @ [1.5, 1.5, 2, 1], scan.affine_whs @ [0.5, 0.5, 2, 1])
+    assert np.isclose(big.flair_shw.mean(), scan.flair_shw.mean(), rtol=0.05)
+
+
+def test_cli_resample_flag(tmp_path, capsys):
+    F.write_patient(tmp_path / "studies" / "a", "seg")
+    code, out, _ = run_import(capsys, tmp_path / "studies", tmp_path / "cohort", "--resample", "8x10")
+    assert code == 0 and "8x10 (1)" in out
+    img = load_scan(tmp_path / "cohort", "P001")
+    assert img.flair_shw.shape == (4, 8, 10) and img.voxel_mm == (F.SLICE_MM, 2 * F.ROW_MM, 2 * F.COL_MM)
+    assert nib.aff2axcodes(img.affine_whs) == ("L", "P", "S")
