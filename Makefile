@@ -10,8 +10,9 @@ PN       = $(BIN)/plaquenet
 COHORT  ?= demo
 SOLVER  ?= prototxt/solver.prototxt
 RUN     ?= runs/paper
+CAFFE_ROOT ?= build/caffe-root
 
-.PHONY: demo test tiles train score clean venv
+.PHONY: demo test tiles train score clean venv proto caffe-root
 
 venv: $(VENV)/.installed
 
@@ -51,8 +52,22 @@ train: venv
 score: venv
 	$(PN) score --snapshot $(RUN) --cohort data/current --force
 
+# The suite, conformance tests against real Caffe 1.0 included: as root the
+# Caffe root is built first (once, ~1 min); otherwise those tests skip.
 test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q tests
+	@if [ "$$(id -u)" = 0 ]; then tools/make_caffe_root.sh $(CAFFE_ROOT); \
+	else echo "not root: the conformance tests against real Caffe will skip"; fi
+	PLAQUENET_CAFFE_ROOT=$(abspath $(CAFFE_ROOT)) $(BIN)/python -m pytest -q tests
+
+# Real Caffe 1.0 (CPU, Debian bullseye) in a folder, for the conformance tests
+# and side-by-side benchmarks; needs root.
+caffe-root:
+	tools/make_caffe_root.sh $(CAFFE_ROOT)
+
+# Regenerates plaquenet/caffe/caffe_pb2.py (+ its .sha256 stamp) from caffe.proto
+# with protobuf's own protoc (apt-get install protobuf-compiler).
+proto:
+	$(BIN)/python -m plaquenet.caffe.regenerate
 
 clean:
 	rm -rf data runs

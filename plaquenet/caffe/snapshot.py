@@ -1,0 +1,128 @@
+"""Caffe's snapshot files without Caffe.
+
+- `<prefix>_iter_<N>.caffemodel`: a binary `NetParameter` whose layers carry
+  name, type and `blobs` (`BlobProto {shape {dim}, data}`, float32, C order).
+- `<prefix>_iter_<N>.solverstate`: a binary `SolverState {iter, learned_net,
+  history[], current_step}`; `history` holds one blob per learnable parameter
+  in the net's order (momentum; Adam appends its second moments after them).
+
+Both are written atomically; a file that does not parse is an InputError.
+(`snapshot_format: HDF5`, i.e. .caffemodel.h5 / .solverstate.h5, is not
+supported yet.)"""
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from ..atomic import atomic_path
+from ..errors import InputError
+from . import caffe_pb2
+
+
+# --- blobs -----------------------------------------------------------------
+
+def blob_proto(array) -> "caffe_pb2.BlobProto":
+    """A BlobProto holding `array` as float32 `data` with its `shape`, as
+    Caffe's Blob::ToProto writes it."""
+    array = np.asarray(array, dtype=np.float32)
+    blob = caffe_pb2.BlobProto()
+    blob.shape.dim.extend(array.shape)
+    blob.data.extend(array.ravel().tolist())
+    return blob
+
+
+def blob_shape(blob) -> tuple:
+    """A BlobProto's shape: `shape.dim`, or the legacy 4-D num/channels/height/width."""
+    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
+        return (blob.num, blob.channels, blob.height, blob.width)
+    return tuple(blob.shape.dim)
+
+
+def blob_array(blob, where="blob") -> np.ndarray:
+    """A BlobProto's values as a float32 array of its shape (from `data`, or
+    from `double_data` when that is what it holds)."""
+    shape = blob_shape(blob)
+    values = blob.double_data if len(blob.double_data) else blob.data
+    array = np.array(values, dtype=np.float32)
+    if array.size != int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"{where}: {array.size} values for shape {shape}")
+    return array.reshape(shape)
+
+
+# --- binary protos ---------------------------------------------------------
+
+def read_binary_proto(path, message_type):
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(path, f"cannot read ({e.strerror or e})") from None
+    try:
+        return message_type.FromString(data)
+    except DecodeError as e:
+        raise InputError(path, f"not a binary {message_type.DESCRIPTOR.name} "
+                               f"(corrupt or truncated: {e})") from None
+
+
+def write_binary_proto(path, message):
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(message.SerializeToString())
+
+
+# --- .caffemodel -----------------------------------------------------------
+
+def read_caffemodel(path) -> "caffe_pb2.NetParameter":
+    """The NetParameter of a binary .caffemodel; InputError if it is corrupt
+    or holds no layer."""
+    if str(path).endswith(".h5"):
+        raise InputError(path, "HDF5 snapshots (.caffemodel.h5) are not supported yet")
+    net = read_binary_proto(path, caffe_pb2.NetParameter)
+    if not net.layer:
+        raise InputError(path, "holds no layers (not a .caffemodel, or Caffe's old V1 format)")
+    return net
+
+
+def caffemodel_weights(net) -> Dict[str, List[np.ndarray]]:
+    """Layer name -> its blobs as float32 arrays, for layers that have blobs."""
+    weights = {}
+    for layer in net.layer:
+        if layer.blobs:
+            weights[layer.name] = [blob_array(b, f"layer {layer.name!r} blob {i}")
+                                   for i, b in enumerate(layer.blobs)]
+    return weights
+
+
+def write_caffemodel(path, net):
+    """Write a NetParameter (layers with their blobs) as a binary .caffemodel."""
+    write_binary_proto(path, net)
+
+
+def weights_net(weights: Dict[str, Sequence], types: Dict[str, str] = None, name=""):
+    """A minimal NetParameter from layer name -> arrays (and name -> type)."""
+    net = caffe_pb2.NetParameter(name=name)
+    for layer_name, blobs in weights.items():
+        layer = net.layer.add(name=layer_name, type=(types or {}).get(layer_name, ""))
+        layer.blobs.extend(blob_proto(b) for b in blobs)
+    return net
+
+
+# --- .solverstate ----------------------------------------------------------
+
+def read_solverstate(path) -> "caffe_pb2.SolverState":
+    if str(path).endswith(".h5"):
+        raise InputError(path, "HDF5 solver states (.solverstate.h5) are not supported yet")
+    state = read_binary_proto(path, caffe_pb2.SolverState)
+    if not state.HasField("iter"):
+        raise InputError(path, "not a .solverstate (no iteration count)")
+    return state
+
+
+def write_solverstate(path, iter: int, learned_net: str, history: Sequence, current_step: int = 0):
+    """Write a SolverState: iterations done, the .caffemodel written with it,
+    the solver history blobs (arrays) and multistep's current step."""
+    state = caffe_pb2.SolverState(iter=iter, learned_net=str(learned_net),
+                                  current_step=current_step)
+    state.history.extend(blob_proto(h) for h in history)
+    write_binary_proto(path, state)

@@ -1,0 +1,288 @@
+"""Caffe 1.0 layer types as torch modules, one builder per type in `LAYERS`.
+
+A builder gets the LayerParameter, the bottom shapes and a `Build` context,
+and returns the module and its top shapes. A module keeps its learnable blobs
+in Caffe's order in `blobs` (weight, then bias) and maps bottoms to tops in
+`forward(*bottoms) -> tuple`. Whatever Caffe would compute differently from
+what we implement is a ValueError naming the field; the net turns it into an
+InputError naming the file and the layer.
+
+Convolution goes through a swappable function (`ConvFn`): `Build.conv_for`
+picks one per layer, and `Convolution.impl` may be replaced later."""
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import HDF5Rows
+from .fillers import fill
+
+Shape = Tuple[int, ...]
+
+# conv(x (N,C,H,W), weight (O,C/g,kh,kw), bias (O,) or None, stride, pad,
+#      dilation (each an (h, w) pair), groups) -> (N,O,H',W')
+ConvFn = Callable[..., torch.Tensor]
+
+
+def torch_conv2d(x, weight, bias, stride, pad, dilation, groups):
+    """Caffe's convolution is cross-correlation with symmetric zero padding,
+    which is exactly torch's conv2d (same weight layout)."""
+    return F.conv2d(x, weight, bias, stride, pad, dilation, groups)
+
+
+@dataclass
+class Build:
+    """What builders need besides the layer itself."""
+    generator: torch.Generator                      # for the fillers
+    conv_for: Callable[[object], ConvFn] = lambda layer: torch_conv2d
+    fill: bool = True                               # False: zeros (weights come from a file)
+    rng: Optional[np.random.Generator] = None       # HDF5Data shuffle
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+class Layer(nn.Module):
+    """A Caffe layer: learnable `blobs` in Caffe's order, forward(*bottoms) -> tops."""
+    is_data = False           # data layers take no bottoms and are fed by the net
+    default_loss_weight = 0.0
+
+    def __init__(self, blobs: Sequence[torch.Tensor] = ()):
+        super().__init__()
+        self.blobs = nn.ParameterList([nn.Parameter(b) for b in blobs])
+
+
+def _filled(build: Build, filler, shape, where) -> torch.Tensor:
+    blob = fill(filler, shape, build.generator, where) if build.fill else torch.zeros(shape)
+    return blob.to(build.device)
+
+
+def _pairs(repeated, single_h, single_w, has_h, name, default):
+    """Caffe's (h, w) from a repeated field given 0, 1 or 2 times, or *_h/*_w."""
+    if has_h:
+        if len(repeated):
+            raise ValueError(f"give either {name} or {name}_h/{name}_w, not both")
+        return (int(single_h), int(single_w))
+    values = list(repeated)
+    if len(values) == 0:
+        return (default, default)
+    if len(values) == 1:
+        return (values[0], values[0])
+    if len(values) == 2:
+        return (values[0], values[1])
+    raise ValueError(f"{name} given {len(values)} times: only 2-D convolution is supported")
+
+
+# --- Convolution -----------------------------------------------------------
+
+class Convolution(Layer):
+    def __init__(self, weight, bias, stride, pad, dilation, groups, impl: ConvFn):
+        super().__init__([weight] + ([bias] if bias is not None else []))
+        self.stride, self.pad, self.dilation, self.groups = stride, pad, dilation, groups
+        self.impl = impl
+
+    def forward(self, x):
+        bias = self.blobs[1] if len(self.blobs) > 1 else None
+        return (self.impl(x, self.blobs[0], bias, self.stride, self.pad, self.dilation, self.groups),)
+
+
+def build_convolution(layer, bottoms: List[Shape], build: Build):
+    p = layer.convolution_param
+    if p.axis != 1:
+        raise ValueError(f"convolution_param.axis = {p.axis}: only axis 1 (N, C, H, W) is supported")
+    (shape,) = bottoms
+    if len(shape) != 4:
+        raise ValueError(f"bottom shape {shape}: only 2-D convolution of (N, C, H, W) blobs is supported")
+    if not p.num_output:
+        raise ValueError("convolution_param.num_output must be set")
+    kernel = _pairs(p.kernel_size, p.kernel_h, p.kernel_w, p.HasField("kernel_h") or p.HasField("kernel_w"),
+                    "kernel", None)
+    if None in kernel:
+        raise ValueError("convolution_param.kernel_size (or kernel_h and kernel_w) must be set")
+    pad = _pairs(p.pad, p.pad_h, p.pad_w, p.HasField("pad_h") or p.HasField("pad_w"), "pad", 0)
+    stride = _pairs(p.stride, p.stride_h, p.stride_w, p.HasField("stride_h") or p.HasField("stride_w"),
+                    "stride", 1)
+    if len(p.dilation) > 2:
+        raise ValueError("dilation given more than twice: only 2-D convolution is supported")
+    dilation = _pairs(p.dilation, 0, 0, False, "dilation", 1)
+    n, c, h, w = shape
+    groups, out = p.group, p.num_output
+    if c % groups or out % groups:
+        raise ValueError(f"group {groups} must divide the input channels {c} and num_output {out}")
+    weight = _filled(build, p.weight_filler, (out, c // groups) + kernel, "weight_filler: ")
+    bias = _filled(build, p.bias_filler, (out,), "bias_filler: ") if p.bias_term else None
+    size = [(x + 2 * pd - (dl * (k - 1) + 1)) // st + 1
+            for x, pd, dl, k, st in zip((h, w), pad, dilation, kernel, stride)]
+    if min(size) < 1:
+        raise ValueError(f"input {h}x{w} is too small for the kernel: output would be {size[0]}x{size[1]}")
+    module = Convolution(weight, bias, stride, pad, dilation, groups, build.conv_for(layer))
+    return module, [(n, out, size[0], size[1])]
+
+
+# --- activations -----------------------------------------------------------
+
+class PReLU(Layer):
+    """y = max(x, 0) + a * min(x, 0), a per channel (or one shared);
+    at x = 0 the slope side's gradient is used, as in Caffe."""
+
+    def forward(self, x):
+        return (F.prelu(x, self.blobs[0].reshape(-1)),)
+
+
+def build_prelu(layer, bottoms, build):
+    p = layer.prelu_param
+    (shape,) = bottoms
+    if len(shape) < 2:
+        raise ValueError(f"bottom shape {shape}: PReLU needs at least 2 axes")
+    # Caffe: a shared slope is a 0-axis blob, else one slope per channel.
+    slope_shape = () if p.channel_shared else (shape[1],)
+    if p.HasField("filler"):
+        slopes = _filled(build, p.filler, slope_shape, "prelu_param.filler: ")
+    else:
+        slopes = torch.full(slope_shape, 0.25, device=build.device)
+    return PReLU([slopes]), [shape]
+
+
+class ReLU(Layer):
+    def __init__(self, negative_slope):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        if self.negative_slope == 0:
+            return (F.relu(x),)
+        return (F.leaky_relu(x, self.negative_slope),)
+
+
+def build_relu(layer, bottoms, build):
+    return ReLU(layer.relu_param.negative_slope), list(bottoms)
+
+
+class _CaffeSigmoid(torch.autograd.Function):
+    """Caffe 1.0's sigmoid `0.5 * tanh(0.5 * x) + 0.5` and its backward
+    `dy * y * (1. - y)`. The C++ double literals make both evaluate in double
+    and round once to float; so do we (one channel: the cost is nil)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = (torch.tanh(x.double() * 0.5) * 0.5 + 0.5).to(x.dtype)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved_tensors
+        return ((dy * y).double() * (1.0 - y.double())).to(dy.dtype)
+
+
+class Sigmoid(Layer):
+    def forward(self, x):
+        return (_CaffeSigmoid.apply(x),)
+
+
+def build_sigmoid(layer, bottoms, build):
+    return Sigmoid(), list(bottoms)
+
+
+# --- loss ------------------------------------------------------------------
+
+class _EuclideanLoss(torch.autograd.Function):
+    """sum((a - b)^2) / (2 N), N = a.shape[0] (the batch, not the element
+    count); gradient +-(a - b) / N times the top's gradient (its loss weight)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        diff = a - b.reshape(a.shape)
+        ctx.save_for_backward(diff)
+        ctx.b_shape = b.shape
+        return (diff * diff).sum() / a.shape[0] / 2
+
+    @staticmethod
+    def backward(ctx, dloss):
+        (diff,) = ctx.saved_tensors
+        alpha = dloss / diff.shape[0]
+        grad_a = alpha * diff if ctx.needs_input_grad[0] else None
+        grad_b = (-alpha * diff).reshape(ctx.b_shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class EuclideanLoss(Layer):
+    default_loss_weight = 1.0
+
+    def forward(self, a, b):
+        return (_EuclideanLoss.apply(a, b),)
+
+
+def build_euclidean_loss(layer, bottoms, build):
+    if len(bottoms) != 2:
+        raise ValueError(f"EuclideanLoss takes 2 bottoms, got {len(bottoms)}")
+    a, b = bottoms
+    if math.prod(a[1:]) != math.prod(b[1:]) or a[0] != b[0]:
+        raise ValueError(f"bottoms {a} and {b} must have the same shape (Caffe: same count per item)")
+    # loss_param (normalization, ignore_label) is ignored by Caffe's EuclideanLoss too.
+    return EuclideanLoss(), [()]
+
+
+# --- data ------------------------------------------------------------------
+
+class Input(Layer):
+    """Tops given by the caller (deploy nets); shapes are only defaults."""
+    is_data = True
+
+    def __init__(self, tops):
+        super().__init__()
+        self.tops = tops
+
+    def forward(self, feed: Dict[str, torch.Tensor]):
+        missing = [t for t in self.tops if t not in feed]
+        if missing:
+            raise KeyError(f"Input blobs {missing} were not fed")
+        return tuple(feed[t] for t in self.tops)
+
+
+def build_input(layer, bottoms, build):
+    shapes = [tuple(s.dim) for s in layer.input_param.shape]
+    tops = list(layer.top)
+    if len(shapes) == 1:
+        shapes = shapes * len(tops)
+    if len(shapes) != len(tops):
+        raise ValueError(f"input_param has {len(shapes)} shapes for {len(tops)} tops (give 1 or one per top)")
+    return Input(tops), shapes
+
+
+class HDF5Data(Layer):
+    is_data = True
+
+    def __init__(self, rows: HDF5Rows, device):
+        super().__init__()
+        self.rows, self.device = rows, device
+
+    def forward(self, feed=None):
+        return tuple(torch.from_numpy(a).to(self.device, non_blocking=True) for a in self.rows.next_batch())
+
+
+def build_hdf5_data(layer, bottoms, build):
+    p = layer.hdf5_data_param
+    if layer.HasField("transform_param"):
+        raise ValueError("transform_param: HDF5Data does not transform data (Caffe refuses it too)")
+    if not p.source:
+        raise ValueError("hdf5_data_param.source must be set")
+    if not p.batch_size:
+        raise ValueError("hdf5_data_param.batch_size must be set")
+    rows = HDF5Rows(p.source, layer.top, p.batch_size, shuffle=p.shuffle, rng=build.rng)
+    return HDF5Data(rows, build.device), rows.top_shapes
+
+
+# Layer type (as in prototxt) -> builder(layer, bottom shapes, build) -> (module, top shapes)
+LAYERS: Dict[str, Callable] = {
+    "Input": build_input,
+    "HDF5Data": build_hdf5_data,
+    "Convolution": build_convolution,
+    "PReLU": build_prelu,
+    "ReLU": build_relu,
+    "Sigmoid": build_sigmoid,
+    "EuclideanLoss": build_euclidean_loss,
+}

@@ -1,0 +1,290 @@
+"""A Caffe net built from a NetParameter (the prototxt is the model), Caffe's
+weight files in and out, and the deploy forward pass used for scoring.
+
+    net = Net(read_net("prototxt/plaquenet_train.prototxt"), phase=TRAIN)
+    blobs, loss = net()                       # data layers read their own batch
+    forward = load_deploy("prototxt/plaquenet_deploy.prototxt", "x.caffemodel")
+    prob_hw = forward(flair_hw)               # any H x W
+
+Layers are included or excluded by Caffe's NetStateRule logic; the loss is
+the sum over tops of loss_weight * sum(top) (EuclideanLoss: weight 1 by
+default); the net's outputs are the blobs no later layer consumes."""
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...caffe import caffe_pb2
+from ...caffe.prototxt import read_net
+from ...caffe.snapshot import blob_array, blob_proto, blob_shape, read_caffemodel
+from ...errors import InputError
+from .layers import LAYERS, Build, ConvFn, torch_conv2d
+
+TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
+
+
+@dataclass
+class Learnable:
+    """One learnable blob, in Caffe's learnable_params order."""
+    layer: str
+    index: int            # 0 weight, 1 bias, ...
+    blob: nn.Parameter
+    lr_mult: float
+    decay_mult: float
+
+
+# --- which layers: NetState and NetStateRule --------------------------------
+
+def state_meets_rule(state, rule) -> bool:
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    if any(s not in state.stage for s in rule.stage):
+        return False
+    return not any(s in state.stage for s in rule.not_stage)
+
+
+def included_layers(net_param, state, source="<net>") -> List:
+    """The layers of `net_param` that `state` keeps (Caffe's Net::FilterNet);
+    each copied, with its phase set to the state's unless given."""
+    kept = []
+    for layer in net_param.layer:
+        if layer.include and layer.exclude:
+            raise InputError(source, f"layer '{layer.name}': give include or exclude rules, not both")
+        if layer.include:
+            keep = any(state_meets_rule(state, r) for r in layer.include)
+        else:
+            keep = not any(state_meets_rule(state, r) for r in layer.exclude)
+        if keep:
+            copy = caffe_pb2.LayerParameter()
+            copy.CopyFrom(layer)
+            if not copy.HasField("phase"):
+                copy.phase = state.phase
+            kept.append(copy)
+    return kept
+
+
+def net_state(net_param, phase, extra=None):
+    """The net's state: its own `state`, then `extra` (a solver's
+    train_state/test_state) merged in, with `phase` (Caffe's order)."""
+    state = caffe_pb2.NetState(phase=phase)
+    state.MergeFrom(net_param.state)
+    if extra is not None:
+        state.MergeFrom(extra)
+    state.phase = phase
+    return state
+
+
+def _legacy_input_layer(net_param, source):
+    # Old deploy files declare `input: "data"` + input_shape/input_dim instead of an Input layer.
+    layer = caffe_pb2.LayerParameter(name="input", type="Input", top=list(net_param.input))
+    if net_param.input_shape:
+        layer.input_param.shape.extend(net_param.input_shape)
+    elif net_param.input_dim:
+        dims = list(net_param.input_dim)
+        if len(dims) != 4 * len(net_param.input):
+            raise InputError(source, "input_dim needs 4 values per input")
+        for i in range(len(net_param.input)):
+            layer.input_param.shape.add(dim=dims[4 * i:4 * i + 4])
+    return layer
+
+
+# --- the net ---------------------------------------------------------------
+
+class Net(nn.Module):
+    """The layers of a NetParameter for one phase, as torch modules.
+
+    `conv(layer_param) -> ConvFn` picks each Convolution layer's implementation
+    (default: torch's conv2d). `fill=False` skips the fillers (zeros), for nets
+    whose weights come from a .caffemodel. `seed` seeds the fillers (and the
+    HDF5Data shuffle); None draws a fresh seed."""
+
+    def __init__(self, net_param, phase=TRAIN, source="<net>", device="cpu",
+                 seed: Optional[int] = None, conv: Optional[Callable[[object], ConvFn]] = None,
+                 state=None, fill: bool = True, channels_last: bool = False):
+        super().__init__()
+        self.source, self.name = str(source), net_param.name
+        self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        build = Build(generator=torch.Generator().manual_seed(seed), conv_for=conv or (lambda l: torch_conv2d),
+                      fill=fill, rng=np.random.default_rng(seed), device=self.device)
+        params = list(included_layers(net_param, net_state(net_param, phase, state), self.source))
+        if net_param.input:
+            params.insert(0, _legacy_input_layer(net_param, self.source))
+        self.layer_params, self.layers = [], nn.ModuleList()
+        self.loss_weights, self.propagate = [], []
+        self.blob_shapes: Dict[str, tuple] = {}
+        self.learnable: List[Learnable] = []
+        for layer in params:
+            self._add(layer, build)
+        # Outputs: the blobs no later layer reads, sorted by name (Caffe keeps them in a std::set).
+        available = set()
+        for layer in self.layer_params:
+            available = (available - set(layer.bottom)) | set(layer.top)
+        self.outputs = sorted(available)
+        self.input_names = [t for p, m in zip(self.layer_params, self.layers)
+                            if m.is_data and p.type == "Input" for t in p.top]
+
+    def _fail(self, layer, problem):
+        return InputError(self.source, f"layer '{layer.name}' ({layer.type}): {problem}")
+
+    def _add(self, layer, build):
+        if layer.type not in LAYERS:
+            raise InputError(self.source, f"layer '{layer.name}': type '{layer.type}' is not supported "
+                                          f"(supported: {', '.join(sorted(LAYERS))})")
+        missing = [b for b in layer.bottom if b not in self.blob_shapes]
+        if missing:
+            raise self._fail(layer, f"bottom '{missing[0]}' is not a top of any earlier layer")
+        bottoms = [self.blob_shapes[b] for b in layer.bottom]
+        try:
+            module, top_shapes = LAYERS[layer.type](layer, bottoms, build)
+        except ValueError as e:
+            raise self._fail(layer, str(e)) from None
+        self._check_lists(layer, module)
+        if layer.blobs:
+            self._set_blobs(layer, module, [blob_array(b) for b in layer.blobs], self.source)
+        for i, blob in enumerate(module.blobs):
+            spec = layer.param[i] if i < len(layer.param) else caffe_pb2.ParamSpec()
+            blob.requires_grad_(spec.lr_mult != 0)
+            self.learnable.append(Learnable(layer.name, i, blob, spec.lr_mult, spec.decay_mult))
+        self.blob_shapes.update(zip(layer.top, top_shapes))
+        self.layer_params.append(layer)
+        self.layers.append(module)
+        self.loss_weights.append(list(layer.loss_weight) or [module.default_loss_weight] * len(layer.top))
+        self.propagate.append(list(layer.propagate_down) or [True] * len(layer.bottom))
+
+    def _check_lists(self, layer, module):
+        if len(layer.param) > len(module.blobs):
+            raise self._fail(layer, f"{len(layer.param)} param specs for {len(module.blobs)} blobs")
+        if any(p.name for p in layer.param):
+            raise self._fail(layer, "param.name (sharing blobs between layers) is not supported")
+        if layer.loss_weight and len(layer.loss_weight) != len(layer.top):
+            raise self._fail(layer, f"{len(layer.loss_weight)} loss_weight values for {len(layer.top)} tops")
+        if layer.propagate_down and len(layer.propagate_down) != len(layer.bottom):
+            raise self._fail(layer, f"{len(layer.propagate_down)} propagate_down values "
+                                    f"for {len(layer.bottom)} bottoms")
+
+    def _set_blobs(self, layer, module, arrays, where):
+        """Copy arrays into a layer's blobs; count and shapes must match."""
+        if len(arrays) != len(module.blobs):
+            raise InputError(where, f"layer '{layer.name}': {len(arrays)} blobs in the file, "
+                                    f"{len(module.blobs)} in the net")
+        for j, (array, blob) in enumerate(zip(arrays, module.blobs)):
+            if tuple(array.shape) != tuple(blob.shape):
+                raise InputError(where, f"layer '{layer.name}' blob {j}: shape {tuple(array.shape)} in the file, "
+                                        f"{tuple(blob.shape)} in the net")
+            with torch.no_grad():
+                blob.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+
+    # --- running -------------------------------------------------------------
+
+    def forward(self, feed: Optional[Dict[str, torch.Tensor]] = None):
+        """Run every layer once. Returns (blobs by name, loss): loss is the
+        weighted sum of the loss tops, a 0-dim tensor, or None if none."""
+        blobs, loss = {}, None
+        for layer, module, weights, propagate in zip(self.layer_params, self.layers,
+                                                      self.loss_weights, self.propagate):
+            if module.is_data:
+                tops = module(feed or {})
+                tops = tuple(t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t
+                             for t in tops)
+            else:
+                tops = module(*[blobs[b] if p else blobs[b].detach()
+                                for b, p in zip(layer.bottom, propagate)])
+            for name, top, w in zip(layer.top, tops, weights):
+                blobs[name] = top
+                if w:
+                    term = top.sum() * w if w != 1 else top.sum()
+                    loss = term if loss is None else loss + term
+        return blobs, loss
+
+    def output_weights(self) -> Dict[str, float]:
+        """Loss weight of each output blob (0 for non-loss outputs)."""
+        weights = {}
+        for layer, ws in zip(self.layer_params, self.loss_weights):
+            for name, w in zip(layer.top, ws):
+                weights[name] = w
+        return {name: weights[name] for name in self.outputs}
+
+
+# --- weights in and out ----------------------------------------------------
+
+def copy_trained_layers(net: Net, weights_param, where, require_all: bool = False):
+    """Caffe's CopyTrainedLayersFrom: blobs by layer name; layers of the file
+    that the net lacks are ignored; counts and shapes must match. With
+    `require_all`, every net layer with blobs must be in the file."""
+    by_name = {}
+    for layer in weights_param.layer:
+        by_name.setdefault(layer.name, layer)
+    for layer, module in zip(net.layer_params, net.layers):
+        source = by_name.get(layer.name)
+        if source is None or not len(module.blobs):
+            if source is None and require_all and len(module.blobs):
+                raise InputError(where, f"has no weights for layer '{layer.name}' of {net.source}")
+            continue
+        arrays = [_legacy_reshape(b, tuple(t.shape)) for b, t in zip(source.blobs, module.blobs)]
+        arrays += [blob_array(b) for b in source.blobs[len(arrays):]]
+        net._set_blobs(layer, module, arrays, where)
+
+
+def _legacy_reshape(blob, target_shape):
+    # A legacy 4-D (num, channels, height, width) blob matches a target whose
+    # shape padded to 4 axes with leading 1s is the same (Blob::ShapeEquals).
+    array = blob_array(blob)
+    legacy = any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
+    if legacy and len(target_shape) <= 4 and (1,) * (4 - len(target_shape)) + target_shape == blob_shape(blob):
+        return array.reshape(target_shape)
+    return array
+
+
+def net_to_proto(net: Net) -> "caffe_pb2.NetParameter":
+    """The .caffemodel content (Net::ToProto): every layer's parameters, as
+    the net was built, with its blobs."""
+    out = caffe_pb2.NetParameter(name=net.name)
+    for layer, module in zip(net.layer_params, net.layers):
+        copy = out.layer.add()
+        copy.CopyFrom(layer)
+        del copy.blobs[:]
+        copy.blobs.extend(blob_proto(b.detach().cpu().numpy()) for b in module.blobs)
+    return out
+
+
+# --- deploy ----------------------------------------------------------------
+
+def load_deploy(deploy_prototxt, caffemodel, device="cpu", channels_last: bool = False
+                ) -> Callable[[np.ndarray], np.ndarray]:
+    """forward(image_hw float32 (H, W)) -> float32 (H, W): the deploy net's
+    single output (the sigmoid probabilities) for one slice of any size; the
+    Input shape in the prototxt is only a default. Weights are read by layer
+    name from `caffemodel`; a missing layer, a shape mismatch or a corrupt
+    file is an InputError."""
+    net = Net(read_net(deploy_prototxt), phase=TEST, source=deploy_prototxt, device=device,
+              fill=False, channels_last=channels_last)
+    copy_trained_layers(net, read_caffemodel(caffemodel), caffemodel, require_all=True)
+    net.eval()
+    if len(net.input_names) != 1 or len(net.outputs) != 1:
+        raise InputError(deploy_prototxt, f"a deploy net needs one Input top and one output, has inputs "
+                                          f"{net.input_names} and outputs {net.outputs}")
+    (name,), (output,) = net.input_names, net.outputs
+    shape = net.blob_shapes[name]
+    if len(shape) != 4 or shape[1] != 1:
+        raise InputError(deploy_prototxt, f"Input '{name}' has shape {shape}: expected (N, 1, H, W)")
+
+    def forward(image_hw: np.ndarray) -> np.ndarray:
+        if image_hw.ndim != 2:
+            raise ValueError(f"expected one (H, W) slice, got shape {image_hw.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(image_hw, dtype=np.float32))[None, None].to(net.device)
+        with torch.inference_mode():
+            blobs, _ = net({name: x})
+            prob = blobs[output]
+        return prob[0, 0].float().cpu().numpy().copy()
+
+    forward.net = net
+    return forward

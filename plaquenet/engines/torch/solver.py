@@ -1,0 +1,148 @@
+"""Caffe 1.0's solver arithmetic (src/caffe/solvers/*.cpp) on a Net's learnable blobs.
+
+Per iteration, after the gradients of `iter_size` passes have been summed:
+    rate = learning_rate(iter)                 # the iteration not yet done
+    clip the global L2 norm to clip_gradients  # if >= 0
+    per blob: g /= iter_size; g += weight_decay * decay_mult * w (L2) or * sign(w) (L1)
+        SGD:      v = momentum v + rate lr_mult g;  w -= v
+        Nesterov: v' = momentum v + rate lr_mult g; w -= (1 + momentum) v' - momentum v
+        Adam:     m, s moments of g (beta1 = momentum, beta2 = momentum2);
+                  w -= rate lr_mult sqrt(1 - beta2^t) / (1 - beta1^t) m / (sqrt(s) + delta)
+The learning rate sits inside SGD's momentum buffer, unlike torch.optim.SGD:
+the two differ whenever the rate changes."""
+
+import math
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ...errors import InputError
+from .net import Learnable
+
+SOLVER_TYPES = ("SGD", "Nesterov", "Adam")
+_OLD_SOLVER_TYPES = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
+LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+
+
+def solver_type(param) -> str:
+    """`type`, or the deprecated `solver_type` enum where only that is given."""
+    if not param.HasField("type") and param.HasField("solver_type"):
+        return _OLD_SOLVER_TYPES[param.solver_type]
+    return param.type
+
+
+def check_solver(param, source):
+    """InputError for what Caffe would refuse or we do not implement."""
+    kind = solver_type(param)
+    if kind not in SOLVER_TYPES:
+        raise InputError(source, f"solver type '{kind}' is not supported (supported: {', '.join(SOLVER_TYPES)})")
+    if not param.HasField("lr_policy"):
+        raise InputError(source, "lr_policy is not set (Caffe has no default)")
+    if param.lr_policy not in LR_POLICIES:
+        raise InputError(source, f"unknown lr_policy '{param.lr_policy}' (known: {', '.join(LR_POLICIES)})")
+    if param.lr_policy == "step" and param.stepsize <= 0:
+        raise InputError(source, "lr_policy 'step' needs stepsize > 0")
+    if param.lr_policy == "poly" and param.max_iter <= 0:
+        raise InputError(source, "lr_policy 'poly' needs max_iter > 0")
+    if param.regularization_type not in ("L1", "L2"):
+        raise InputError(source, f"unknown regularization_type '{param.regularization_type}'")
+    if param.iter_size < 1 or param.average_loss < 1:
+        raise InputError(source, "iter_size and average_loss must be >= 1")
+
+
+def learning_rate(param, it: int, current_step: int = 0) -> Tuple[float, int]:
+    """(rate, current_step) at iteration `it` (Caffe's GetLearningRate; the
+    rate rounded to float32 as Caffe's Dtype). multistep advances
+    current_step at most once per call, as in Caffe; step sets it."""
+    base, gamma, power = param.base_lr, param.gamma, param.power
+    policy = param.lr_policy
+    if policy == "fixed":
+        rate = base
+    elif policy == "step":
+        current_step = it // param.stepsize
+        rate = base * gamma ** current_step
+    elif policy == "exp":
+        rate = base * gamma ** it
+    elif policy == "inv":
+        rate = base * (1.0 + gamma * it) ** (-power)
+    elif policy == "multistep":
+        if current_step < len(param.stepvalue) and it >= param.stepvalue[current_step]:
+            current_step += 1
+        rate = base * gamma ** current_step
+    elif policy == "poly":
+        rate = base * (1.0 - it / param.max_iter) ** power
+    elif policy == "sigmoid":
+        rate = base * (1.0 / (1.0 + math.exp(-gamma * (it - param.stepsize))))
+    else:
+        raise ValueError(f"unknown lr_policy '{policy}'")
+    return float(np.float32(rate)), current_step
+
+
+@dataclass
+class SolverState:
+    """What a .solverstate holds, in memory: iterations done, multistep's
+    step, and the history blobs (one per learnable blob; Adam: two)."""
+    iter: int = 0
+    current_step: int = 0
+    history: List[torch.Tensor] = field(default_factory=list)
+
+
+def new_state(param, learnable: List[Learnable]) -> SolverState:
+    copies = 2 if solver_type(param) == "Adam" else 1
+    return SolverState(history=[torch.zeros_like(p.blob, memory_format=torch.contiguous_format).detach()
+                                for _ in range(copies) for p in learnable])
+
+
+def clip_gradients(param, learnable: List[Learnable]) -> Optional[Tuple[float, float]]:
+    """Scale all gradients so their global L2 norm is at most clip_gradients.
+    Returns (norm, scale) when it scaled, else None."""
+    clip = param.clip_gradients
+    if clip < 0:
+        return None
+    grads = [p.blob.grad for p in learnable if p.blob.grad is not None]
+    norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads))
+    if norm <= clip:
+        return None
+    scale = clip / norm
+    for g in grads:
+        g.mul_(scale)
+    return norm, scale
+
+
+@torch.no_grad()
+def apply_update(param, learnable: List[Learnable], state: SolverState, rate: float):
+    """Normalize, Regularize and ComputeUpdateValue of each blob, then w -= update."""
+    kind, n = solver_type(param), len(learnable)
+    momentum = float(np.float32(param.momentum))
+    for i, p in enumerate(learnable):
+        w = p.blob
+        g = w.grad if w.grad is not None else torch.zeros_like(w)
+        if param.iter_size > 1:
+            g = g * (1.0 / param.iter_size)
+        decay = param.weight_decay * p.decay_mult
+        if decay:
+            g = g + decay * (w if param.regularization_type == "L2" else torch.sign(w))
+        local_rate = float(np.float32(rate) * np.float32(p.lr_mult))
+        v = state.history[i]
+        if kind == "SGD":
+            v.mul_(momentum).add_(g, alpha=local_rate)
+            w.sub_(v)
+        elif kind == "Nesterov":
+            previous = v.clone()
+            v.mul_(momentum).add_(g, alpha=local_rate)
+            w.sub_((1 + momentum) * v - momentum * previous)
+        else:  # Adam, not bias-corrected in its eps (Caffe's form)
+            beta1, beta2 = momentum, float(np.float32(param.momentum2))
+            t = state.iter + 1
+            correction = math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+            s = state.history[i + n]
+            v.mul_(beta1).add_(g, alpha=1 - beta1)
+            s.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            w.sub_(v / (s.sqrt() + param.delta) * (local_rate * correction))
+
+
+def zero_gradients(learnable: List[Learnable]):
+    for p in learnable:
+        p.blob.grad = None

@@ -1,0 +1,325 @@
+"""`caffe train` in torch: a solver prototxt in, Caffe's snapshots and log out.
+
+    train("prototxt/solver.prototxt")                              # caffe train --solver=...
+    train(solver, weights="a.caffemodel")                          # --weights (comma-separated)
+    train(solver, snapshot="runs/x/plaquenet_iter_500.solverstate")  # resume
+
+Paths in the solver are relative to the working directory, as in Caffe. The
+run directory is the folder of `snapshot_prefix`; it receives copies of the
+solver and net prototxt, `<prefix>_iter_<N>.caffemodel` and `.solverstate`
+every `snapshot` iterations and after the last, `train.log` in Caffe's line
+format and `train.csv` (iter, loss, smoothed_loss, lr, seconds; one row per
+iteration).
+
+As in Caffe, a resumed run restores weights, solver history, the iteration
+count and multistep's step, but not the data layer's position (HDF5Data
+starts again at the first row) nor the smoothed loss."""
+
+import csv
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ...caffe.log import CaffeLog
+from ...caffe.prototxt import prototxt_text, read_net, read_solver
+from ...caffe.snapshot import (blob_array, read_caffemodel, read_solverstate, write_caffemodel,
+                               write_solverstate)
+from ...errors import InputError
+from ...progress import progress
+from .net import TEST, TRAIN, Net, copy_trained_layers, net_to_proto
+from .solver import (SolverState, apply_update, check_solver, clip_gradients, learning_rate,
+                     new_state, zero_gradients)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    last_snapshot: Optional[Path]      # the last .caffemodel written
+    iterations: int                    # iterations done in total
+    final_loss: Optional[float]        # smoothed loss of the last iteration run
+    seconds: float                     # wall time of this call
+
+    def __str__(self):
+        loss = "n/a" if self.final_loss is None else f"{self.final_loss:.6g}"
+        return (f"trained to iteration {self.iterations} in {self.seconds:.0f} s, final loss {loss}; "
+                f"run {self.run_dir}, last snapshot {self.last_snapshot}")
+
+
+def train(solver_path, weights=None, snapshot=None, device="cpu", conv=None,
+          channels_last: Optional[bool] = None) -> TrainResult:
+    """Train as `caffe train --solver=S [--weights=W | --snapshot=S]` does.
+    `conv` picks a convolution implementation per layer (see Net);
+    `channels_last` defaults to True on CPU (faster there, same arithmetic)."""
+    started = time.perf_counter()
+    solver_path = Path(solver_path)
+    param = read_solver(solver_path)
+    check_solver(param, solver_path)
+    if weights and snapshot:
+        raise InputError(snapshot, "give a snapshot to resume or weights to fine-tune, not both")
+    if not param.snapshot_prefix:
+        raise InputError(solver_path, "snapshot_prefix is not set")
+    if param.snapshot_format != param.BINARYPROTO:
+        raise InputError(solver_path, "snapshot_format HDF5 is not supported yet (use BINARYPROTO)")
+    dev = _device(device)
+    if channels_last is None:
+        channels_last = dev.type == "cpu"
+    net_param, net_file = _train_net(param, solver_path)
+    seed = param.random_seed if param.random_seed >= 0 else None
+    net = Net(net_param, TRAIN, source=net_file or solver_path, device=dev, seed=seed, conv=conv,
+              state=param.train_state if param.HasField("train_state") else None, channels_last=channels_last)
+    test_nets = _test_nets(param, solver_path, net, dev, seed, conv, channels_last)
+    state = new_state(param, net.learnable)
+    finetune = str(weights).split(",") if weights else []
+    for w in finetune:
+        copy_trained_layers(net, read_caffemodel(w), w)
+    if snapshot is not None:
+        _restore(snapshot, net, state)
+
+    prefix = param.snapshot_prefix
+    run_dir = Path(prefix).parent
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _copy_into(solver_path, run_dir)
+    if net_file:
+        _copy_into(net_file, run_dir)
+    resuming = snapshot is not None
+    with CaffeLog(run_dir / "train.log", append=resuming) as log, \
+            _Csv(run_dir / "train.csv", append=resuming) as table:
+        log.solver_parameters(prototxt_text(param))
+        if net_file:
+            log.training_net(str(net_file))
+        for w in finetune:
+            log.finetuning(w)
+        if resuming:
+            log.resuming(str(snapshot))
+        log.solving(net.name, param.lr_policy)
+        if resuming:
+            log.restoring(str(snapshot))
+        last, loss = _solve(param, net, test_nets, state, prefix, log, table)
+    return TrainResult(run_dir, last, state.iter, loss, time.perf_counter() - started)
+
+
+# --- the loop (Solver::Solve and Solver::Step) ------------------------------
+
+def _solve(param, net, test_nets, state, prefix, log, table):
+    start, losses, smoothed = state.iter, [], 0.0
+    last_snapshot = None
+    timer, last_display = time.perf_counter(), start
+    bar = progress(total=param.max_iter, initial=start, desc="train", unit="iter")
+    while state.iter < param.max_iter:
+        it = state.iter
+        zero_gradients(net.learnable)
+        if param.test_interval and it % param.test_interval == 0 and (it > 0 or param.test_initialization):
+            _test_all(param, test_nets, it, log)
+        display = param.display and it % param.display == 0
+        loss = 0.0
+        for _ in range(param.iter_size):
+            blobs, objective = net()
+            if objective is None:
+                raise InputError(net.source, "the train net has no loss (no top with a loss_weight)")
+            objective.backward()
+            loss += objective.item()
+        loss /= param.iter_size
+        smoothed = _smoothed_loss(losses, smoothed, loss, it - start, param.average_loss)
+        if display:
+            now = time.perf_counter()
+            lapse = now - timer
+            log.iteration(it, (it - last_display) / (lapse or 1), lapse, param.display, smoothed)
+            timer, last_display = now, it
+            log.net_outputs(_output_values(net, blobs))
+        step_before = state.current_step
+        rate, state.current_step = learning_rate(param, it, state.current_step)
+        if param.lr_policy == "multistep" and state.current_step != step_before:
+            log.multistep(it, state.current_step)
+        if display:
+            log.learning_rate(it, rate)
+        clipped = clip_gradients(param, net.learnable)
+        if clipped:
+            log.clipping(clipped[0], param.clip_gradients, clipped[1])
+        apply_update(param, net.learnable, state, rate)
+        state.iter += 1
+        table.row(it, loss, smoothed, rate)
+        if param.snapshot and state.iter % param.snapshot == 0:
+            last_snapshot = _snapshot(net, state, prefix, log)
+        bar.update(1)
+        bar.set_postfix(loss=f"{smoothed:.4g}", refresh=False)
+    bar.close()
+    if param.snapshot_after_train and (not param.snapshot or state.iter % param.snapshot != 0):
+        last_snapshot = _snapshot(net, state, prefix, log)
+    if param.display and state.iter % param.display == 0:
+        # Caffe's closing forward pass, only to display the loss.
+        with torch.no_grad():
+            _, objective = net()
+        if objective is not None:
+            smoothed = _smoothed_loss(losses, smoothed, objective.item(), state.iter - start, param.average_loss)
+            log.final_loss(state.iter, smoothed)
+    if param.test_interval and state.iter % param.test_interval == 0:
+        _test_all(param, test_nets, state.iter, log)
+    log.done()
+    return last_snapshot, (smoothed if state.iter > start else None)
+
+
+def _smoothed_loss(losses: List[float], smoothed: float, loss: float, k: int, average_loss: int) -> float:
+    """Caffe's UpdateSmoothedLoss: running mean of the last `average_loss` losses."""
+    if len(losses) < average_loss:
+        losses.append(loss)
+        return (smoothed * (len(losses) - 1) + loss) / len(losses)
+    idx = k % average_loss
+    smoothed += (loss - losses[idx]) / average_loss
+    losses[idx] = loss
+    return smoothed
+
+
+def _output_values(net, blobs) -> List[Tuple[str, float, float]]:
+    """(name, value, loss weight) for every element of every output blob."""
+    values = []
+    for name, weight in net.output_weights().items():
+        for v in blobs[name].detach().float().cpu().numpy().ravel():
+            values.append((name, float(v), weight))
+    return values
+
+
+# --- test nets (Solver::InitTestNets, Solver::Test) -------------------------
+
+def _test_nets(param, solver_path, train_net, dev, seed, conv, channels_last):
+    """The test nets, sharing the train net's blobs by layer name."""
+    sources = [(p, solver_path) for p in param.test_net_param]
+    sources += [(read_net(f), Path(f)) for f in param.test_net]
+    generic = len(param.test_iter) - len(sources)
+    if param.HasField("net") or param.HasField("net_param"):
+        net_param, net_file = _train_net(param, solver_path)
+        sources += [(net_param, net_file or solver_path)] * max(generic, 0)
+    if len(param.test_iter) != len(sources):
+        raise InputError(solver_path, f"{len(param.test_iter)} test_iter values for {len(sources)} test nets")
+    if param.test_state and len(param.test_state) != len(sources):
+        raise InputError(solver_path, "give test_state once per test net, or not at all")
+    nets = []
+    for i, (net_param, source) in enumerate(sources):
+        state = param.test_state[i] if param.test_state else None
+        test = Net(net_param, TEST, source=source, device=dev, seed=seed, conv=conv, state=state,
+                   channels_last=channels_last)
+        _share_blobs(test, train_net)
+        nets.append((test, param.test_iter[i]))
+    return nets
+
+
+def _share_blobs(test, train):
+    by_name = {p.name: m for p, m in zip(train.layer_params, train.layers)}
+    for layer, module in zip(test.layer_params, test.layers):
+        source = by_name.get(layer.name)
+        if source is None or not len(module.blobs):
+            continue
+        for j in range(len(module.blobs)):
+            if module.blobs[j].shape != source.blobs[j].shape:
+                raise InputError(test.source, f"layer '{layer.name}' blob {j}: shape {tuple(module.blobs[j].shape)} "
+                                              f"in the test net, {tuple(source.blobs[j].shape)} in the train net")
+            module.blobs[j] = source.blobs[j]
+
+
+@torch.no_grad()
+def _test_all(param, test_nets, it, log):
+    for k, (net, iters) in enumerate(test_nets):
+        log.testing(it, k)
+        scores, loss = None, 0.0
+        for _ in range(iters):
+            blobs, objective = net()
+            if param.test_compute_loss and objective is not None:
+                loss += objective.item()
+            values = _output_values(net, blobs)
+            scores = values if scores is None else [(n, s + v, w) for (n, s, w), (_, v, _) in zip(scores, values)]
+        if param.test_compute_loss:
+            log.info("solver.cpp:384", f"Test loss: {loss / iters:g}")
+        log.net_outputs([(n, s / iters, w) for n, s, w in scores or []], test=True)
+
+
+# --- snapshots ---------------------------------------------------------------
+
+def _snapshot(net, state: SolverState, prefix: str, log) -> Path:
+    model = f"{prefix}_iter_{state.iter}.caffemodel"
+    solverstate = f"{prefix}_iter_{state.iter}.solverstate"
+    log.snapshot(model, solverstate)
+    write_caffemodel(model, net_to_proto(net))
+    write_solverstate(solverstate, state.iter, model, [h.detach().cpu().numpy() for h in state.history],
+                      state.current_step)
+    return Path(model)
+
+
+def _restore(path, net, state: SolverState):
+    saved = read_solverstate(path)
+    if saved.learned_net:
+        learned = Path(saved.learned_net)
+        if not learned.exists() and (Path(path).parent / learned.name).exists():
+            learned = Path(path).parent / learned.name   # the run folder was moved
+        copy_trained_layers(net, read_caffemodel(learned), learned)
+    if len(saved.history) != len(state.history):
+        raise InputError(path, f"{len(saved.history)} history blobs, this solver and net need {len(state.history)}")
+    for i, (blob, h) in enumerate(zip(saved.history, state.history)):
+        array = blob_array(blob)
+        if array.shape != tuple(h.shape):
+            raise InputError(path, f"history blob {i} has shape {array.shape}, the net's blob {tuple(h.shape)}")
+        h.copy_(torch.from_numpy(array))
+    state.iter, state.current_step = saved.iter, saved.current_step
+
+
+# --- small helpers -------------------------------------------------------------
+
+def _train_net(param, solver_path):
+    """(NetParameter, file or None) of the one train net the solver names."""
+    given = [f for f in ("net", "net_param", "train_net", "train_net_param") if param.HasField(f)]
+    if len(given) != 1:
+        raise InputError(solver_path, f"give exactly one of net, net_param, train_net, train_net_param "
+                                      f"(found {given or 'none'})")
+    if given[0] in ("net", "train_net"):
+        path = Path(getattr(param, given[0]))
+        return read_net(path), path
+    return getattr(param, given[0]), None
+
+
+def _device(device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError("--device", f"'{device}' is not a device (cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", f"'{device}': CUDA is not available to torch here")
+    return dev
+
+
+def _copy_into(path, run_dir):
+    path, target = Path(path), Path(run_dir) / Path(path).name
+    if not target.exists() or not target.samefile(path):
+        shutil.copyfile(path, target)
+
+
+class _Csv:
+    """train.csv, one row per iteration; seconds continue across resumes."""
+
+    def __init__(self, path, append):
+        self.offset = _last_seconds(path) if append else 0.0
+        self.file = open(path, "a" if append else "w", newline="", buffering=1)
+        self.writer = csv.writer(self.file)
+        if not append or self.file.tell() == 0:
+            self.writer.writerow(["iter", "loss", "smoothed_loss", "lr", "seconds"])
+        self.started = time.perf_counter()
+
+    def row(self, it, loss, smoothed, lr):
+        seconds = self.offset + time.perf_counter() - self.started
+        self.writer.writerow([it, f"{loss:.9g}", f"{smoothed:.9g}", f"{lr:.9g}", f"{seconds:.3f}"])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def _last_seconds(path) -> float:
+    try:
+        rows = Path(path).read_text().strip().splitlines()
+        return float(rows[-1].split(",")[-1]) if len(rows) > 1 else 0.0
+    except (OSError, ValueError, IndexError):
+        return 0.0

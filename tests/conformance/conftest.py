@@ -1,0 +1,67 @@
+"""Real Caffe 1.0 as the oracle: a Debian bullseye root (tools/make_caffe_root.sh,
+`make caffe-root`) in which tools/caffe_reference.py runs under chroot.
+
+Where the root is missing these tests skip with a message saying how to get
+it; under CI=true a missing root is a failure, not a skip."""
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_ROOT = REPO / "build" / "caffe-root"
+
+
+class CaffeRoot:
+    """Runs tools/caffe_reference.py inside the root, in a scratch folder of the root's /tmp."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.scratch = root / "tmp" / f"plaquenet-{uuid.uuid4().hex[:8]}"
+        self.scratch.mkdir(parents=True)
+        shutil.copy(REPO / "tools" / "caffe_reference.py", self.scratch)
+
+    def inside(self, path) -> str:
+        """The path, under the scratch folder, as the chrooted process sees it."""
+        return "/" + str((self.scratch / path).relative_to(self.root))
+
+    def put(self, src, name=None) -> Path:
+        """Copy a file or folder into the scratch folder (symlinks followed)."""
+        dst = self.scratch / (name or Path(src).name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if Path(src).is_dir():
+            shutil.copytree(src, dst, symlinks=False)
+        else:
+            shutil.copy(src, dst)
+        return dst
+
+    def run(self, *args) -> str:
+        cmd = ["chroot", str(self.root), "sh", "-c",
+               f"cd {self.inside('.')} && GLOG_minloglevel=2 python3 caffe_reference.py " + " ".join(args)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise AssertionError(f"real Caffe failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def cleanup(self):
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+@pytest.fixture
+def caffe():
+    root = Path(os.environ.get("PLAQUENET_CAFFE_ROOT", DEFAULT_ROOT))
+    if not (root / "usr" / "bin" / "caffe").exists():
+        message = (f"no real Caffe root at {root}: run `make caffe-root` as root (or set PLAQUENET_CAFFE_ROOT) "
+                   f"to enable the conformance tests")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    if os.geteuid() != 0:
+        pytest.skip("the conformance tests chroot into the Caffe root and need root")
+    box = CaffeRoot(root)
+    yield box
+    box.cleanup()

@@ -1,0 +1,56 @@
+"""train.log in `caffe train`'s format, as BVLC's tools/extra/parse_log.py reads it."""
+
+import datetime
+import re
+
+from plaquenet.caffe.log import CaffeLog, cpp_number, glog_line
+
+# The patterns of BVLC/caffe tools/extra/parse_log.py and extract_seconds.py.
+ITERATION = re.compile(r"Iteration (\d+)")
+TRAIN_OUTPUT = re.compile(r"Train net output #(\d+): (\S+) = ([\.\deE+-]+)")
+LEARNING_RATE = re.compile(r"lr = ([-+]?[0-9]*\.?[0-9]+([eE]?[-+]?[0-9]+)?)")
+
+
+def _parse_time(line, year):
+    # extract_seconds.extract_datetime_from_line, restated.
+    head, clock = line.strip().split()[:2]
+    hms, micro = clock.rsplit(".", 1)
+    h, m, s = (int(x) for x in hms.split(":"))
+    return datetime.datetime(year, int(head[1:3]), int(head[3:]), h, m, s, int(micro))
+
+
+def test_glog_prefix():
+    when = datetime.datetime(2026, 11, 24, 1, 2, 3, 456789)
+    line = glog_line("solver.cpp:218", "Iteration 100, loss = 0.2", when=when, thread_id=123)
+    assert line == "I1124 01:02:03.456789   123 solver.cpp:218] Iteration 100, loss = 0.2\n"
+    assert _parse_time(line, 2026) == when
+
+
+def test_cpp_number_formatting():
+    assert [cpp_number(x) for x in (1e-5, 0.2, 100.0, 1234567.0, 0.000123456789)] == \
+        ["1e-05", "0.2", "100", "1.23457e+06", "0.000123457"]
+
+
+def test_log_lines_parse_like_parse_log(tmp_path):
+    path = tmp_path / "train.log"
+    with CaffeLog(path) as log:
+        log.solver_parameters('base_lr: 1e-05\nlr_policy: "fixed"\n')
+        log.solving("plaquenet", "fixed")
+        log.iteration(100, 12.3, 8.13, 100, 0.21)
+        log.net_outputs([("loss", 0.2, 1.0)])
+        log.learning_rate(100, 1e-5)
+        log.snapshot("runs/x/p_iter_200.caffemodel", "runs/x/p_iter_200.solverstate")
+        log.done()
+    lines = path.read_text().splitlines()
+    solving = next(i for i, l in enumerate(lines) if "Solving plaquenet" in l)
+    after = lines[solving:]
+    for line in after:      # every line from 'Solving' on has a readable glog time
+        _parse_time(line, 2026)
+    text = "\n".join(after)
+    assert "solver.cpp:218] Iteration 100 (12.3 iter/s, 8.13s/100 iters), loss = 0.21" in text
+    assert "    Train net output #0: loss = 0.2 (* 1 = 0.2 loss)" in text
+    assert TRAIN_OUTPUT.search(text).groups() == ("0", "loss", "0.2")
+    assert float(LEARNING_RATE.search(text).group(1)) == 1e-5
+    assert [int(m) for m in ITERATION.findall(text)] == [100, 100]
+    assert "Snapshotting to binary proto file runs/x/p_iter_200.caffemodel" in text
+    assert lines[-1].endswith("Optimization Done.")

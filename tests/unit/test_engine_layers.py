@@ -1,0 +1,164 @@
+"""Layers, fillers and net building of the torch engine against Caffe's
+definitions, on nets a few pixels big written as prototxt strings."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from plaquenet.caffe import caffe_pb2
+from plaquenet.caffe.prototxt import parse_prototxt
+from plaquenet.engines.torch.fillers import fan, fill
+from plaquenet.engines.torch.net import TEST, TRAIN, Net
+from plaquenet.errors import InputError
+
+
+def net_of(text, phase=TEST, **kw):
+    return Net(parse_prototxt(text, caffe_pb2.NetParameter()), phase, source="tiny.prototxt", seed=0, **kw)
+
+
+def input_layer(shape, top="data"):
+    dims = " ".join(f"dim: {d}" for d in shape)
+    return f'layer {{ name: "{top}" type: "Input" top: "{top}" input_param {{ shape {{ {dims} }} }} }}\n'
+
+
+def test_euclidean_loss_value_and_gradient():
+    net = net_of(input_layer((2, 1, 1, 2), "a") + input_layer((2, 2), "b") +
+                 'layer { name: "loss" type: "EuclideanLoss" bottom: "a" bottom: "b" top: "loss" }')
+    a = torch.tensor([[[[1.0, 2.0]]], [[[0.0, -1.0]]]], requires_grad=True)
+    b = torch.tensor([[0.5, 2.0], [1.0, 1.0]], requires_grad=True)   # same count per item, other shape
+    blobs, loss = net({"a": a, "b": b})
+    # sum of squares 0.25 + 0 + 1 + 4 = 5.25, / (2 N), N = 2 (the batch)
+    assert loss.item() == pytest.approx(5.25 / 4)
+    assert blobs["loss"].item() == loss.item()
+    loss.backward()
+    diff = np.array([[0.5, 0.0], [-1.0, -2.0]])
+    np.testing.assert_allclose(a.grad.numpy().reshape(2, 2), diff / 2)
+    np.testing.assert_allclose(b.grad.numpy(), -diff / 2)
+
+
+def test_loss_weight_scales_loss_and_gradient():
+    net = net_of(input_layer((1, 1), "a") + input_layer((1, 1), "b") +
+                 'layer { name: "loss" type: "EuclideanLoss" bottom: "a" bottom: "b" top: "loss" loss_weight: 3 }')
+    a = torch.tensor([[2.0]], requires_grad=True)
+    _, loss = net({"a": a, "b": torch.tensor([[0.0]])})
+    loss.backward()
+    assert loss.item() == pytest.approx(3 * 4 / 2) and a.grad.item() == pytest.approx(3 * 2)
+
+
+def test_prelu_forward_and_gradient_at_zero():
+    net = net_of(input_layer((1, 2, 1, 3)) +
+                 'layer { name: "prelu" type: "PReLU" bottom: "data" top: "data" }')
+    slopes = net.layers[1].blobs[0]
+    assert tuple(slopes.shape) == (2,) and torch.all(slopes == 0.25)   # Caffe's default 0.25 per channel
+    with torch.no_grad():
+        slopes.copy_(torch.tensor([0.25, 0.5]))
+    x = torch.tensor([[[[-2.0, 0.0, 3.0]], [[-2.0, 0.0, 3.0]]]], requires_grad=True)
+    blobs, _ = net({"data": x})
+    np.testing.assert_array_equal(blobs["data"].detach().numpy().ravel(), [-0.5, 0, 3, -1, 0, 3])
+    blobs["data"].sum().backward()
+    # Caffe: dy/dx = 1 where x > 0, the slope where x <= 0 (x = 0 included).
+    np.testing.assert_array_equal(x.grad.numpy().ravel(), [0.25, 0.25, 1, 0.5, 0.5, 1])
+    np.testing.assert_array_equal(slopes.grad.numpy(), [-2, -2])       # sum of x where x <= 0
+
+
+def test_prelu_channel_shared_is_a_scalar_blob():
+    net = net_of(input_layer((1, 3, 2, 2)) +
+                 'layer { name: "p" type: "PReLU" bottom: "data" top: "y" prelu_param { channel_shared: true '
+                 'filler { type: "constant" value: 0.1 } } }')
+    assert tuple(net.layers[1].blobs[0].shape) == ()
+    y, _ = net({"data": -torch.ones(1, 3, 2, 2)})
+    assert torch.allclose(y["y"], torch.full((1, 3, 2, 2), -0.1))
+
+
+def test_sigmoid_is_caffes_formula():
+    net = net_of(input_layer((1, 1, 1, 5)) + 'layer { name: "s" type: "Sigmoid" bottom: "data" top: "p" }')
+    x = torch.tensor([-30.0, -1.5, 0.0, 0.7, 12.0]).reshape(1, 1, 1, 5)
+    p, _ = net({"data": x})
+    expected = (0.5 * np.tanh(0.5 * x.double().numpy()) + 0.5).astype(np.float32)
+    np.testing.assert_array_equal(p["p"].numpy(), expected)
+
+
+def test_convolution_is_cross_correlation_with_caffe_shapes():
+    net = net_of(input_layer((1, 2, 5, 6)) +
+                 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { '
+                 'num_output: 2 kernel_h: 3 kernel_w: 2 pad: 1 stride: 2 group: 2 '
+                 'weight_filler { type: "gaussian" } bias_filler { type: "constant" value: 0.5 } } }')
+    weight, bias = net.layers[1].blobs
+    assert tuple(weight.shape) == (2, 1, 3, 2) and torch.all(bias == 0.5)
+    # Caffe: out = (in + 2 pad - k) / stride + 1 -> (5+2-3)//2+1 = 3, (6+2-2)//2+1 = 4
+    assert net.blob_shapes["c"] == (1, 2, 3, 4)
+    x = torch.randn(1, 2, 5, 6)
+    y, _ = net({"data": x})
+    padded = np.pad(x.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    w = weight.detach().numpy()
+    for o in range(2):          # group 2: output o sees input channel o only, no kernel flip
+        for i in range(3):
+            for j in range(4):
+                window = padded[0, o, 2 * i:2 * i + 3, 2 * j:2 * j + 2]
+                assert y["c"][0, o, i, j].item() == pytest.approx((window * w[o, 0]).sum() + 0.5, abs=1e-5)
+
+
+def test_convolution_implementation_is_swappable():
+    calls = []
+
+    def traced(x, weight, bias, stride, pad, dilation, groups):
+        calls.append((stride, pad, dilation, groups))
+        return torch.nn.functional.conv2d(x, weight, bias, stride, pad, dilation, groups)
+
+    net = net_of(input_layer((1, 1, 4, 4)) +
+                 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { '
+                 'num_output: 1 kernel_size: 3 dilation: 2 pad: 2 } }', conv=lambda layer: traced)
+    net({"data": torch.zeros(1, 1, 4, 4)})
+    assert calls == [((1, 1), (2, 2), (2, 2), 1)]
+
+
+def test_fillers_follow_caffe_fan_formulas():
+    p = caffe_pb2.FillerParameter(type="msra")
+    assert fan(p, (20, 10, 5, 5)) == 10 * 25                     # fan_in = C/g kh kw
+    p.variance_norm = p.FAN_OUT
+    assert fan(p, (20, 10, 5, 5)) == 20 * 25                     # fan_out = O kh kw
+    p.variance_norm = p.AVERAGE
+    assert fan(p, (20, 10, 5, 5)) == (250 + 500) / 2
+    assert fan(caffe_pb2.FillerParameter(), (7,)) == 1           # a 1-axis blob: fan_in 1
+    g = torch.Generator().manual_seed(0)
+    xavier = fill(caffe_pb2.FillerParameter(type="xavier"), (64, 16, 3, 3), g)
+    assert xavier.abs().max() <= math.sqrt(3 / 144) and xavier.std() == pytest.approx(math.sqrt(1 / 144), rel=0.05)
+    msra = fill(caffe_pb2.FillerParameter(type="msra"), (64, 16, 3, 3), g)
+    assert msra.std() == pytest.approx(math.sqrt(2 / 144), rel=0.05)
+    assert torch.all(fill(caffe_pb2.FillerParameter(), (3, 3), g) == 0)  # Caffe's default: constant 0
+    with pytest.raises(ValueError, match="unknown filler"):
+        fill(caffe_pb2.FillerParameter(type="orthogonal"), (3,), g)
+
+
+def test_unsupported_layer_type_and_field_name_the_layer():
+    with pytest.raises(InputError, match=r"tiny.prototxt: layer 'pool1': type 'Pooling' is not supported"):
+        net_of(input_layer((1, 1, 4, 4)) + 'layer { name: "pool1" type: "Pooling" bottom: "data" top: "p" }')
+    with pytest.raises(InputError, match=r"layer 'c' \(Convolution\): convolution_param.axis = 2"):
+        net_of(input_layer((1, 1, 4, 4)) + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                                          'convolution_param { num_output: 1 kernel_size: 1 axis: 2 } }')
+    with pytest.raises(InputError, match=r"layer 'c'.*param.name"):
+        net_of(input_layer((1, 1, 4, 4)) + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                                          'param { name: "shared" } convolution_param { num_output: 1 kernel_size: 1 } }')
+
+
+def test_include_exclude_rules_pick_layers_by_phase_and_stage():
+    text = (input_layer((1, 1, 2, 2)) +
+            'layer { name: "train_only" type: "ReLU" bottom: "data" top: "r" include { phase: TRAIN } }\n'
+            'layer { name: "not_train" type: "Sigmoid" bottom: "data" top: "s" exclude { phase: TRAIN } }\n'
+            'layer { name: "staged" type: "Sigmoid" bottom: "data" top: "t" include { stage: "deep" } }\n')
+    assert [l.name for l in net_of(text, TRAIN).layer_params] == ["data", "train_only"]
+    assert [l.name for l in net_of(text, TEST).layer_params] == ["data", "not_train"]
+    staged = net_of(text, TEST, state=caffe_pb2.NetState(stage=["deep"]))
+    assert [l.name for l in staged.layer_params] == ["data", "not_train", "staged"]
+    assert staged.outputs == ["s", "t"]
+
+
+def test_lr_mult_zero_freezes_a_blob():
+    net = net_of(input_layer((1, 1, 3, 3)) +
+                 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" param { lr_mult: 0 } '
+                 'param { lr_mult: 2 decay_mult: 0 } convolution_param { num_output: 1 kernel_size: 1 } }')
+    weight, bias = net.learnable
+    assert (weight.lr_mult, weight.decay_mult, weight.blob.requires_grad) == (0, 1, False)
+    assert (bias.lr_mult, bias.decay_mult, bias.blob.requires_grad) == (2, 0, True)
