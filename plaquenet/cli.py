@@ -15,7 +15,7 @@ from .errors import InputError
 def _add_phantom(sub):
     p = sub.add_parser("phantom", help="write the synthetic FLAIR cohort (DICOM + RTSTRUCT/SEG, and NIfTI)")
     p.add_argument("out", type=Path, help="folder to create; gets dicom/<patient>/ and nifti/<patient>/")
-    p.add_argument("--patients", type=int, default=6)
+    p.add_argument("--patients", type=int, default=10)
     p.add_argument("--slices", type=int, default=20, help="axial slices per patient")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")

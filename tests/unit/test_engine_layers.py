@@ -2,13 +2,14 @@
 definitions, on nets a few pixels big written as prototxt strings."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from plaquenet.caffe import caffe_pb2
-from plaquenet.caffe.prototxt import parse_prototxt
+from plaquenet.caffe.prototxt import parse_prototxt, read_net
 from plaquenet.engines.torch.fillers import fan, fill
 from plaquenet.engines.torch.net import TEST, TRAIN, Net
 from plaquenet.errors import InputError
@@ -162,3 +163,11 @@ def test_lr_mult_zero_freezes_a_blob():
     weight, bias = net.learnable
     assert (weight.lr_mult, weight.decay_mult, weight.blob.requires_grad) == (0, 1, False)
     assert (bias.lr_mult, bias.decay_mult, bias.blob.requires_grad) == (2, 0, True)
+
+
+def test_paper_nets_build_from_their_prototxt():
+    deploy = Net(read_net(Path(__file__).resolve().parents[2] / "prototxt/plaquenet_deploy.prototxt"), TEST, fill=False)
+    assert deploy.input_names == ["data"] and deploy.outputs == ["prob"]
+    assert deploy.blob_shapes["prob"] == (1, 1, 448, 512)          # every layer keeps the size (§4.2 padding)
+    # 20*1*25 + 20*20*49 + 40*20*81 + 60*40*49 + 20*60*25 + 1*20*25 weights, 161 biases, 160 PReLU slopes
+    assert sum(p.blob.numel() for p in deploy.learnable) == 233000 + 161 + 160

@@ -96,6 +96,18 @@ def test_resume_is_bit_identical(workdir):
     assert log.count("] Solving tiny") == 2          # the resumed run appends
 
 
+def test_test_net_shares_the_train_weights(workdir):
+    test_data = ('layer { name: "data" type: "HDF5Data" top: "data" top: "label" include { phase: TEST } '
+                 'hdf5_data_param { source: "tiles/train.txt" batch_size: 4 } }\n')
+    (workdir / "nets/tiny_train.prototxt").write_text(test_data + TRAIN_NET)
+    (workdir / "solver.prototxt").write_text(SOLVER + "test_iter: 1\ntest_interval: 2\n")
+    train("solver.prototxt")
+    log = (workdir / "runs/tiny/train.log").read_text()
+    assert log.count("] Iteration 0, Testing net (#0)") == 1 and "] Iteration 4, Testing net (#0)" in log
+    losses = [float(l.rsplit("loss = ", 1)[1].split()[0]) for l in log.splitlines() if "Test net output #0: loss" in l]
+    assert len(losses) == 3 and losses[-1] < losses[0]        # the test net sees the trained weights
+
+
 def test_weights_and_snapshot_are_exclusive_and_bad_solvers_refused(workdir):
     with pytest.raises(InputError, match="not both"):
         train("solver.prototxt", weights="a.caffemodel", snapshot="b.solverstate")

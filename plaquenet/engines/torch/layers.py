@@ -100,14 +100,14 @@ def build_convolution(layer, bottoms: List[Shape], build: Build):
         raise ValueError("convolution_param.num_output must be set")
     kernel = _pairs(p.kernel_size, p.kernel_h, p.kernel_w, p.HasField("kernel_h") or p.HasField("kernel_w"),
                     "kernel", None)
-    if None in kernel:
-        raise ValueError("convolution_param.kernel_size (or kernel_h and kernel_w) must be set")
+    if None in kernel or 0 in kernel:
+        raise ValueError("convolution_param.kernel_size (or kernel_h and kernel_w) must be set and > 0")
     pad = _pairs(p.pad, p.pad_h, p.pad_w, p.HasField("pad_h") or p.HasField("pad_w"), "pad", 0)
     stride = _pairs(p.stride, p.stride_h, p.stride_w, p.HasField("stride_h") or p.HasField("stride_w"),
                     "stride", 1)
-    if len(p.dilation) > 2:
-        raise ValueError("dilation given more than twice: only 2-D convolution is supported")
     dilation = _pairs(p.dilation, 0, 0, False, "dilation", 1)
+    if 0 in stride or 0 in dilation:
+        raise ValueError("convolution_param stride and dilation must be > 0")
     n, c, h, w = shape
     groups, out = p.group, p.num_output
     if c % groups or out % groups:

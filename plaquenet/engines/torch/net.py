@@ -11,7 +11,7 @@ the sum over tops of loss_weight * sum(top) (EuclideanLoss: weight 1 by
 default); the net's outputs are the blobs no later layer consumes."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch

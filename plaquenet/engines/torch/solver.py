@@ -48,6 +48,8 @@ def check_solver(param, source):
         raise InputError(source, "lr_policy 'poly' needs max_iter > 0")
     if param.regularization_type not in ("L1", "L2"):
         raise InputError(source, f"unknown regularization_type '{param.regularization_type}'")
+    if param.snapshot_diff:
+        raise InputError(source, "snapshot_diff is not supported (snapshots hold the weights only)")
     if param.iter_size < 1 or param.average_loss < 1:
         raise InputError(source, "iter_size and average_loss must be >= 1")
 
