@@ -32,6 +32,7 @@ demo: venv
 	$(PN) phantom data/phantom --force
 	$(PN) import data/phantom/dicom --cohort data/demo --force
 	$(MAKE) --no-print-directory tiles COHORT=demo
+	rm -rf runs/demo
 	$(PN) train --engine torch --solver prototxt/solver_demo.prototxt
 	$(PN) score --snapshot runs/demo --cohort data/current --force
 	@echo

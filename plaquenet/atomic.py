@@ -6,6 +6,14 @@ import shutil
 from pathlib import Path
 
 
+def refuse_existing(path, force: bool) -> None:
+    """An output that exists is replaced only when the user said --force."""
+    from .errors import InputError
+
+    if Path(path).exists() and not force:
+        raise InputError(path, "already exists (use --force to replace it)")
+
+
 @contextlib.contextmanager
 def atomic_path(path, overwrite=True):
     """Yield a temporary sibling of `path` (file or directory) to write into;
@@ -27,7 +35,11 @@ def atomic_path(path, overwrite=True):
                 # old one aside first, then drop it once the new one is in place.
                 old = path.with_name(f".{path.name}.{os.getpid()}.old")
                 os.replace(path, old)
-                os.replace(tmp, path)
+                try:
+                    os.replace(tmp, path)
+                except BaseException:
+                    os.replace(old, path)  # put the old one back: never neither
+                    raise
                 _remove(old)
                 return
         os.replace(tmp, path)

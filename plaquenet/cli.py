@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .atomic import refuse_existing
 from .errors import InputError
 
 
@@ -24,7 +25,7 @@ def _add_phantom(sub):
 def _run_phantom(args):
     from .phantom import write_phantom
 
-    _refuse_existing(args.out, args.force)
+    refuse_existing(args.out, args.force)
     write_phantom(args.out, n_patients=args.patients, n_slices=args.slices, seed=args.seed)
     print(f"phantom cohort of {args.patients} patients in {args.out}")
 
@@ -44,7 +45,7 @@ def _run_import(args):
     from .cohort import cohort_file
     from .io.study import import_studies
 
-    _refuse_existing(cohort_file(args.cohort), args.force)
+    refuse_existing(cohort_file(args.cohort), args.force)
     summary = import_studies(args.studies, args.cohort, resample=args.resample)
     print(summary)
 
@@ -68,7 +69,7 @@ def _run_tiles(args):
     from .tiles import make_tiles
 
     out = args.out or args.cohort / "tiles"
-    _refuse_existing(out, args.force)
+    refuse_existing(out, args.force)
     counts = make_tiles(args.cohort, out, tile=args.tile, negative_share=args.negative_share,
                         test_fraction=args.test_fraction, seed=args.seed, lmdb=args.lmdb)
     print(counts)
@@ -125,11 +126,6 @@ COMMANDS = {
     "train": (_add_train, _run_train),
     "score": (_add_score, _run_score),
 }
-
-
-def _refuse_existing(path, force):
-    if Path(path).exists() and not force:
-        raise InputError(path, "already exists (use --force to replace it)")
 
 
 def build_parser():

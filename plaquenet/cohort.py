@@ -2,7 +2,8 @@
 
 Layout of `data/<cohort>/cohort.h5`::
 
-    attrs   format="plaquenet-cohort", version=1, name
+    attrs   format="plaquenet-cohort", version=1, name, cohort_id (random, new at
+            every write: the split and the tiles record the one they were made from)
     /patients/<id>/flair   (S, H, W) float32, scanner units (rescale applied)
     /patients/<id>/mask    (S, H, W) uint8, 1 = plaque (radiologist's outline)
     /patients/<id> attrs   voxel_mm (3,) in (S, H, W) order, mm
@@ -21,6 +22,8 @@ DICOM header or a folder name that could identify a person is stored.
 
 import dataclasses
 import json
+import shutil
+import uuid
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
@@ -83,6 +86,7 @@ def write_cohort(cohort_dir, scans: Iterable[Scan], name: Optional[str] = None) 
             f.attrs["format"] = FORMAT
             f.attrs["version"] = VERSION
             f.attrs["name"] = name or Path(cohort_dir).name
+            f.attrs["cohort_id"] = uuid.uuid4().hex
             patients = f.create_group("patients")
             for scan in scans:
                 check_scan(scan)
@@ -90,13 +94,23 @@ def write_cohort(cohort_dir, scans: Iterable[Scan], name: Optional[str] = None) 
                     raise InputError(path, f"patient id {scan.patient} given twice")
                 seen.add(scan.patient)
                 _write_scan(patients, scan)
+    _drop_derived(cohort_dir)
     return path
+
+
+def _drop_derived(cohort_dir) -> None:
+    """A new cohort store makes the old split and tiles wrong: patient ids are
+    positional, so an old split would silently put other people on each side."""
+    split_file(cohort_dir).unlink(missing_ok=True)
+    tiles = Path(cohort_dir) / "tiles"
+    if tiles.is_dir() and not tiles.is_symlink():
+        shutil.rmtree(tiles)
 
 
 def _write_scan(patients: h5py.Group, scan: Scan) -> None:
     g = patients.create_group(scan.patient)
     s, h, w = scan.flair_shw.shape
-    g.create_dataset("flair", data=scan.flair_shw.astype(np.float32), chunks=(1, h, w))
+    g.create_dataset("flair", data=np.asarray(scan.flair_shw, dtype=np.float32), chunks=(1, h, w))
     g.create_dataset("mask", data=(scan.mask_shw > 0).astype(np.uint8), chunks=(1, h, w), compression="lzf")
     g.attrs["voxel_mm"] = np.asarray(scan.voxel_mm, dtype=np.float64)
     g.attrs["affine_whs"] = np.asarray(scan.affine_whs, dtype=np.float64)
@@ -121,6 +135,11 @@ def _open(cohort_dir) -> h5py.File:
 def cohort_name(cohort_dir) -> str:
     with _open(cohort_dir) as f:
         return str(f.attrs["name"])
+
+
+def cohort_id(cohort_dir) -> str:
+    with _open(cohort_dir) as f:
+        return str(f.attrs.get("cohort_id", ""))
 
 
 def patient_ids(cohort_dir) -> List[str]:
@@ -164,8 +183,10 @@ def normalise_intensity(flair_shw: np.ndarray) -> np.ndarray:
     positive = flair[flair > 0]
     if positive.size == 0:
         return np.zeros_like(flair)
-    scale = float(np.percentile(positive, 99.9))
-    return np.clip(flair / scale, 0.0, 1.0).astype(np.float32)
+    scale = np.float32(np.percentile(positive, 99.9))
+    del positive
+    out = flair / scale
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def make_split(patients: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> Dict[str, list]:
@@ -183,8 +204,10 @@ def make_split(patients: Sequence[str], test_fraction: float = 0.2, seed: int = 
 
 
 def write_split(cohort_dir, split: Dict[str, list]) -> Path:
+    """Write the split, stamped with the cohort store's id (see `read_split`)."""
     path = split_file(cohort_dir)
     check_split(split, path)
+    split = dict(split, cohort_id=cohort_id(cohort_dir))
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(split, indent=2) + "\n")
     return path
@@ -199,13 +222,18 @@ def read_split(cohort_dir) -> Dict[str, list]:
     except json.JSONDecodeError as e:
         raise InputError(path, f"not valid JSON ({e})") from None
     check_split(split, path, known=patient_ids(cohort_dir))
+    if split.get("cohort_id", "") not in ("", cohort_id(cohort_dir)):
+        raise InputError(path, "was made for an earlier import of this cohort (delete it to make a new split)")
     return split
 
 
 def check_split(split, path, known: Optional[Sequence[str]] = None) -> None:
+    if not isinstance(split, dict):
+        raise InputError(path, "a split must be a JSON object with 'train' and 'test' lists")
     for side in ("train", "test"):
-        if not isinstance(split.get(side), list):
-            raise InputError(path, f"split has no '{side}' list")
+        ids = split.get(side)
+        if not isinstance(ids, list) or not all(isinstance(p, str) for p in ids):
+            raise InputError(path, f"split has no '{side}' list of patient ids")
     both = sorted(set(split["train"]) & set(split["test"]))
     if both:
         raise InputError(path, f"patient {both[0]} is in both the train and the test split")

@@ -47,7 +47,7 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_path
-from .cohort import (cohort_file, iter_scans, make_split, normalise_intensity, patient_ids, read_split,
+from .cohort import (cohort_file, cohort_id, iter_scans, make_split, normalise_intensity, patient_ids, read_split,
                      split_file, write_split)
 from .errors import InputError
 from .progress import progress
@@ -220,7 +220,7 @@ def offer_windows(draw: WeightedDraw, image_hw: np.ndarray, weight_yx: np.ndarra
         return
     everyone = np.concatenate([draw.keys, keys])
     winners = np.argpartition(-everyone, draw.k - 1)[:draw.k]
-    newcomers = winners[winners >= draw.k] - draw.k
+    newcomers = np.sort(winners[winners >= draw.k]) - draw.k  # sorted: argpartition's order varies by numpy version
     places = np.setdiff1d(np.arange(draw.k), winners[winners < draw.k])  # the losers' places
     ys, xs = np.unravel_index(where[newcomers], weight_yx.shape)
     draw.keys[places] = keys[newcomers]
@@ -397,6 +397,7 @@ def _write_description(path, cohort_dir, summary, split, names, parameters):
         "version": VERSION,
         "protocol": "paper §4.1, see plaquenet/tiles.py",
         "cohort": str(cohort_dir),
+        "cohort_id": cohort_id(cohort_dir),
         "parameters": dict(parameters, air_level=AIR_LEVEL),
         # the tiles are cut from normalised slices: the evaluation must scale full scans the same way
         "normalisation": "plaquenet.cohort.normalise_intensity: " + " ".join(normalise_intensity.__doc__.split()),
