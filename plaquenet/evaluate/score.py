@@ -30,7 +30,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .. import __version__
-from ..atomic import atomic_path
+from ..atomic import atomic_path, refuse_existing
 from ..cohort import cohort_file, cohort_name, iter_scans, read_split, split_file
 from ..errors import InputError
 from ..progress import progress
@@ -96,9 +96,14 @@ def score(snapshot, cohort_dir="data/current", deploy="prototxt/plaquenet_deploy
     write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns."""
     snapshot = latest_snapshot(snapshot)
     out = Path(out) if out is not None else snapshot.parent / "score"
-    _refuse_existing(out, force)
-    _check_split(cohort_dir)
-    forward = load_forward(engine, deploy, snapshot, device)
+    refuse_existing(out, force)  # before loading the net: fail fast
+    net = load_forward(engine, deploy, snapshot, device)
+
+    def forward(image_hw):
+        output = net(image_hw)
+        if not np.isfinite(output).all():  # a diverged snapshot: NaN would corrupt the sweep's order
+            raise InputError(snapshot, "the network's output holds NaN/inf values (did training diverge?)")
+        return output
     about = {"snapshot": str(snapshot), "engine": engine, "device": device, "deploy": str(deploy)}
     return score_with_forward(forward, cohort_dir, out, force=force, about=about)
 
@@ -109,7 +114,7 @@ def score_with_forward(forward: Forward, cohort_dir, out, force: bool = False,
     a loaded snapshot; writes `out` atomically and returns results.json's
     content (NaN as NaN, not null) plus "out", the folder written."""
     out = Path(out)
-    _refuse_existing(out, force)
+    refuse_existing(out, force)
     split = _check_split(cohort_dir)
     _check_test_has_lesions(cohort_dir, split["test"])
     with atomic_path(out) as tmp:
@@ -260,11 +265,6 @@ def _slice_record(view) -> dict:
 
 
 # --- checks ----------------------------------------------------------------
-
-def _refuse_existing(out: Path, force: bool) -> None:
-    if Path(out).exists() and not force:
-        raise InputError(out, "already exists (use --force to replace it)")
-
 
 def _check_split(cohort_dir) -> dict:
     split = read_split(cohort_dir)

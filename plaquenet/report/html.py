@@ -18,7 +18,7 @@ def _fmt(value, digits=3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "&ndash;"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{value:.{digits}g}"  # g, not f: a threshold of 3e-5 is not 0.0000
     return html.escape(str(value))
 
 

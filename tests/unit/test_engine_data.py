@@ -55,3 +55,12 @@ def test_missing_dataset_and_list_are_input_errors(tmp_path):
     (tmp_path / "dangling.txt").write_text(str(tmp_path / "gone.h5"))
     with pytest.raises(InputError, match="gone.h5"):
         HDF5Rows(tmp_path / "dangling.txt", ["data"], batch_size=2)
+
+
+def test_bool_datasets_are_refused_as_caffe_does(tmp_path):
+    with h5py.File(tmp_path / "b.h5", "w") as f:
+        f["data"] = np.zeros((3, 1, 2, 2), np.float32)
+        f["label"] = np.zeros((3, 1, 2, 2), bool)  # Caffe: "Unsupported datatype class: H5T_ENUM"
+    (tmp_path / "list.txt").write_text(str(tmp_path / "b.h5"))
+    with pytest.raises(InputError, match="float or integer"):
+        HDF5Rows(tmp_path / "list.txt", ["data", "label"], batch_size=2)

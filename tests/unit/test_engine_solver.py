@@ -129,3 +129,13 @@ def test_deprecated_solver_type_enum():
     assert solver_type(solver(solver_type=caffe_pb2.SolverParameter.NESTEROV)) == "Nesterov"
     assert solver_type(solver(type="Adam", solver_type=caffe_pb2.SolverParameter.NESTEROV)) == "Adam"
     assert isinstance(new_state(solver(), one_parameter()), SolverState)
+
+
+def test_sigmoid_policy_with_negative_gamma_is_refused_as_caffe_does():
+    from plaquenet.engines.torch.solver import check_solver
+    from plaquenet.errors import InputError
+
+    param = solver(base_lr=0.1, lr_policy="sigmoid", gamma=-0.5, stepsize=10)
+    with pytest.raises(InputError, match="gamma >= 0"):
+        check_solver(param, "s.prototxt")
+    check_solver(solver(base_lr=0.1, lr_policy="sigmoid", gamma=0.5, stepsize=10), "s.prototxt")

@@ -182,3 +182,26 @@ def test_failure_during_scoring_leaves_no_partial_folder(cohort, tmp_path):
     with pytest.raises(ValueError, match="output shape"):
         score_with_forward(broken, cohort, out)
     assert not out.exists() and not list(tmp_path.glob(".score*"))
+
+
+TINY_DEPLOY = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 16 dim: 16 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 1 kernel_size: 3 pad: 1 } }
+layer { name: "prob" type: "Sigmoid" bottom: "conv" top: "prob" }
+"""
+
+
+def test_a_diverged_snapshot_is_refused_by_name(cohort, tmp_path):
+    from plaquenet.caffe.snapshot import weights_net, write_caffemodel
+
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(TINY_DEPLOY)
+    run = tmp_path / "runs" / "nan"
+    run.mkdir(parents=True)
+    weights = [np.full((1, 1, 3, 3), np.nan, np.float32), np.zeros(1, np.float32)]
+    write_caffemodel(run / "net_iter_5.caffemodel", weights_net({"conv": weights}, {"conv": "Convolution"}))
+    with pytest.raises(InputError, match="NaN") as e:
+        score(run, cohort_dir=cohort, deploy=deploy)
+    assert "net_iter_5.caffemodel" in str(e.value)
+    assert not (run / "score").exists()

@@ -95,9 +95,9 @@ def _read_dataset(path: str, name: str) -> np.ndarray:
             if name not in f:
                 raise InputError(path, f"has no dataset '{name}' (an HDF5Data top)")
             data = f[name]
-            if data.dtype.kind not in "fiub" or data.ndim < 1:
+            if data.dtype.kind not in "fiu" or data.ndim < 1:  # Caffe aborts on bool (H5T_ENUM) too
                 raise InputError(path, f"dataset '{name}' is {data.dtype}, {data.ndim}-D: "
-                                       "HDF5Data needs numbers with at least one axis")
+                                       "HDF5Data needs float or integer numbers with at least one axis")
             array = np.asarray(data[...], dtype=np.float32)
     except OSError as e:
         raise InputError(path, f"cannot open HDF5 file ({e})") from None

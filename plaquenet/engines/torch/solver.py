@@ -44,6 +44,8 @@ def check_solver(param, source):
         raise InputError(source, f"unknown lr_policy '{param.lr_policy}' (known: {', '.join(LR_POLICIES)})")
     if param.lr_policy == "step" and param.stepsize <= 0:
         raise InputError(source, "lr_policy 'step' needs stepsize > 0")
+    if param.lr_policy == "sigmoid" and param.gamma < 0:
+        raise InputError(source, "lr_policy 'sigmoid' needs gamma >= 0 (Caffe aborts otherwise)")
     if param.lr_policy == "poly" and param.max_iter <= 0:
         raise InputError(source, "lr_policy 'poly' needs max_iter > 0")
     if param.regularization_type not in ("L1", "L2"):
