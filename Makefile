@@ -12,7 +12,7 @@ SOLVER  ?= prototxt/solver.prototxt
 RUN     ?= runs/paper
 CAFFE_ROOT ?= build/caffe-root
 
-.PHONY: demo test tiles train score clean venv proto caffe-root
+.PHONY: demo test tiles train score clean venv proto caffe-root bench
 
 venv: $(VENV)/.installed
 
@@ -59,6 +59,11 @@ test: $(VENV)/.test-installed
 	@if [ "$$(id -u)" = 0 ]; then tools/make_caffe_root.sh $(CAFFE_ROOT); \
 	else echo "not root: the conformance tests against real Caffe will skip"; fi
 	PLAQUENET_CAFFE_ROOT=$(abspath $(CAFFE_ROOT)) $(BIN)/python -m pytest -q tests
+
+# Speed, side by side with real Caffe 1.0 when its root exists (see bench/).
+bench: venv
+	$(BIN)/python bench/bench_engine.py --caffe-root $(CAFFE_ROOT)
+	$(BIN)/python bench/bench_tiles.py
 
 # Real Caffe 1.0 (CPU, Debian bullseye) in a folder, for the conformance tests
 # and side-by-side benchmarks; needs root.

@@ -1,0 +1,198 @@
+"""Real Caffe 1.0 and our torch engine side by side, in one run on the same cores.
+
+    .venv/bin/python bench/bench_engine.py [--caffe-root build/caffe-root] [--iters 5] [--scans 5]
+
+Both run the paper's prototxt files unchanged with the same weights: seconds
+per 100-tile training iteration (forward, backward, SGD update) and per
+448x512 forward pass of the deploy net, their ratio, achieved GFLOP/s, and
+the share of the machine's FP32 peak (measured here with the project's
+shared probe, ../shared/tools/cpu_peak.c, when it builds). Real Caffe runs
+only as root with the Caffe root built (`make caffe-root`); without it the
+torch figures are printed alone. Medians after one warm-up; absolute times
+differ between machines, so only the same-run ratios compare.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from plaquenet.caffe.prototxt import read_net
+from plaquenet.caffe.snapshot import write_caffemodel
+from plaquenet.engines.torch.net import TEST, TRAIN, Net, copy_trained_layers, net_to_proto
+from plaquenet.engines.torch.solver import apply_update, new_state, zero_gradients
+from plaquenet.caffe import caffe_pb2
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_NET = REPO / "prototxt" / "plaquenet_train.prototxt"
+DEPLOY_NET = REPO / "prototxt" / "plaquenet_deploy.prototxt"
+H, W = 448, 512
+
+CAFFE_SCRIPT = r"""
+import sys, time, numpy as np, caffe
+caffe.set_mode_cpu()
+iters, scans = int(sys.argv[1]), int(sys.argv[2])
+solver = caffe.SGDSolver("solver.prototxt")
+solver.net.copy_from("w.caffemodel")
+times = []
+for _ in range(iters + 1):
+    t = time.perf_counter(); solver.step(1); times.append(time.perf_counter() - t)
+print("train", np.median(times[1:]))
+net = caffe.Net("deploy.prototxt", caffe.TEST, weights="w.caffemodel")
+net.blobs["data"].reshape(1, 1, %d, %d); net.reshape()
+net.blobs["data"].data[...] = np.random.default_rng(0).random((%d, %d), dtype=np.float32)
+times = []
+for _ in range(scans + 1):
+    t = time.perf_counter(); net.forward(); times.append(time.perf_counter() - t)
+print("scan", np.median(times[1:]))
+""" % (H, W, H, W)
+
+SOLVER = """net: "prototxt/plaquenet_train.prototxt"
+base_lr: 0.00001
+momentum: 0.9
+lr_policy: "fixed"
+max_iter: 1000000
+snapshot_after_train: false
+snapshot_prefix: "unused"
+"""
+
+
+def macs_per_pixel(deploy) -> int:
+    """Multiply-adds per output pixel of the padded, stride-1 convolutions (from the prototxt)."""
+    channels, total = 1, 0
+    for layer in read_net(deploy).layer:
+        if layer.type == "Convolution":
+            p = layer.convolution_param
+            k = p.kernel_size[0] if p.kernel_size else p.kernel_h
+            total += channels * p.num_output * k * k
+            channels = p.num_output
+    return total
+
+
+def write_tiles(work: Path, rng) -> None:
+    tiles = work / "data" / "current" / "tiles"
+    tiles.mkdir(parents=True)
+    data = rng.random((100, 1, 50, 50), dtype=np.float32)
+    label = (rng.random((100, 1, 50, 50)) < 0.05).astype(np.float32)
+    with h5py.File(tiles / "train_000.h5", "w") as f:
+        f["data"], f["label"] = data, label
+    (tiles / "train.txt").write_text("data/current/tiles/train_000.h5\n")
+
+
+def median_seconds(step, repeats: int) -> float:
+    times = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[1:]))
+
+
+def torch_figures(work: Path, iters: int, scans: int):
+    os.chdir(work)  # the train prototxt's HDF5Data source is relative to the working directory
+    net = Net(read_net(TRAIN_NET), TRAIN, source=TRAIN_NET, seed=0, channels_last=True)
+    param = caffe_pb2.SolverParameter(base_lr=1e-5, momentum=0.9, lr_policy="fixed")
+    state = new_state(param, net.learnable)
+
+    def iteration():
+        zero_gradients(net.learnable)
+        _, loss = net()
+        loss.backward()
+        apply_update(param, net.learnable, state, 1e-5)
+
+    train_s = median_seconds(iteration, iters)
+    weights = net_to_proto(net)
+    write_caffemodel(work / "w.caffemodel", weights)
+    deploy = Net(read_net(DEPLOY_NET), TEST, source=DEPLOY_NET, fill=False)
+    copy_trained_layers(deploy, weights, "bench")
+    x = torch.from_numpy(np.random.default_rng(0).random((1, 1, H, W), dtype=np.float32))
+
+    def scan():
+        with torch.inference_mode():
+            deploy({"data": x})
+
+    return train_s, median_seconds(scan, scans)
+
+
+def caffe_figures(root: Path, work: Path, iters: int, scans: int):
+    if os.geteuid() != 0 or not (root / "usr" / "bin" / "caffe").exists():
+        print(f"real Caffe: skipped (needs root and a Caffe root at {root}: `make caffe-root`)")
+        return None
+    box = root / "tmp" / f"plaquenet-bench-{os.getpid()}"
+    shutil.copytree(work, box)
+    try:
+        shutil.copytree(REPO / "prototxt", box / "prototxt")
+        shutil.copy(DEPLOY_NET, box / "deploy.prototxt")
+        (box / "solver.prototxt").write_text(SOLVER)
+        (box / "bench.py").write_text(CAFFE_SCRIPT)
+        inside = "/" + str(box.relative_to(root))
+        done = subprocess.run(["chroot", str(root), "sh", "-c",
+                               f"cd {inside} && GLOG_minloglevel=2 python3 bench.py {iters} {scans}"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"real Caffe failed:\n{done.stderr[-2000:]}")
+        figures = dict(line.split() for line in done.stdout.splitlines() if line.strip())
+        return float(figures["train"]), float(figures["scan"])
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
+
+
+def fp32_peak():
+    probe = REPO.parent / "shared" / "tools" / "cpu_peak.c"
+    if not probe.exists() or not shutil.which("gcc"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "cpu_peak"
+        built = subprocess.run(["gcc", "-O2", "-mavx512f", "-fopenmp", str(probe), "-o", str(exe)],
+                               capture_output=True)
+        if built.returncode != 0:
+            return None
+        out = subprocess.run([str(exe)], capture_output=True, text=True).stdout
+    lines = [l for l in out.splitlines() if l.startswith("peak")]
+    return float(lines[-1].split("~")[1].split()[0]) if lines else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--caffe-root", type=Path, default=REPO / "build" / "caffe-root")
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--scans", type=int, default=5)
+    args = parser.parse_args()
+
+    macs = macs_per_pixel(DEPLOY_NET)
+    gflop_scan = 2 * macs * H * W / 1e9
+    gflop_iter = 3 * 2 * macs * 100 * 50 * 50 / 1e9  # forward + the two backward passes
+    print(f"paper net: {macs} multiply-adds per pixel; {gflop_iter:.0f} GFLOP per 100-tile iteration, "
+          f"{gflop_scan:.0f} GFLOP per {H}x{W} scan; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    peak = fp32_peak()
+    print(f"FP32 peak (cpu_peak.c): {peak:.0f} GFLOP/s" if peak else "FP32 peak: probe not built here")
+
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="plaquenet-bench-") as tmp:
+        work = Path(tmp)
+        write_tiles(work, np.random.default_rng(0))
+        ours = torch_figures(work, args.iters, args.scans)
+        os.chdir(cwd)
+        theirs = caffe_figures(args.caffe_root.resolve(), work, args.iters, args.scans)
+
+    rows = [("torch engine", ours)] + ([("real Caffe 1.0", theirs)] if theirs else [])
+    print(f"\n{'':16} {'s/iteration':>12} {'GFLOP/s':>8} {'s/scan':>8} {'GFLOP/s':>8}")
+    for name, (it, sc) in rows:
+        share = (f"   ({100 * gflop_iter / it / peak:.0f}% / {100 * gflop_scan / sc / peak:.0f}% of peak)"
+                 if peak else "")
+        print(f"{name:16} {it:12.3f} {gflop_iter / it:8.1f} {sc:8.3f} {gflop_scan / sc:8.1f}{share}")
+    if theirs:
+        print(f"speed-up over real Caffe: {theirs[0] / ours[0]:.2f}x per iteration, "
+              f"{theirs[1] / ours[1]:.2f}x per scan")
+
+
+if __name__ == "__main__":
+    main()
