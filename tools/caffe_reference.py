@@ -6,6 +6,12 @@ Imports nothing from plaquenet, so what it prints is Caffe's word alone.
   parse    FILE...                       each prototxt parsed by pycaffe's caffe_pb2
   deploy   DEPLOY WEIGHTS IN.npy OUT.npy  full-scan forward of the deploy net
   batch    TRAIN_NET OUT_DATA.npy OUT_LABEL.npy   one TRAIN forward: what HDF5Data fed
+  grads    DIR TRAIN_NET WEIGHTS OUT.npz  in DIR, one TRAIN forward+backward from WEIGHTS: the
+                                          net's outputs ("out/<name>"), every blob ("blob/<name>")
+                                          and every parameter diff ("diff/<layer>/<i>")
+  train    DIR CAFFE_TRAIN_FLAGS...       `caffe train FLAGS...` in DIR (paths in the solver
+                                          resolve against it, as for the user); its full glog
+                                          output into DIR/caffe.log
 """
 
 import sys
@@ -48,6 +54,42 @@ def batch(net_path, data_path, label_path):
     np.save(label_path, net.blobs["label"].data.copy())
 
 
+def grads(folder, net_path, weights, out_path):
+    import os
+
+    import caffe
+
+    os.chdir(folder)   # where the net's HDF5Data source and the paths given resolve
+    caffe.set_mode_cpu()
+    net = caffe.Net(net_path, caffe.TRAIN, weights=weights)
+    # A new net's parameter diffs are zero and Backward accumulates into them:
+    # what comes out is the gradient of this one batch.
+    out = net.forward()
+    net.backward()
+    arrays = {f"out/{name}": value.copy() for name, value in out.items()}
+    arrays.update({f"blob/{name}": blob.data.copy() for name, blob in net.blobs.items()})
+    for layer, blobs in net.params.items():
+        arrays.update({f"diff/{layer}/{i}": b.diff.copy() for i, b in enumerate(blobs)})
+    np.savez(out_path, **arrays)
+
+
+def train(folder, flags):
+    import os
+    import subprocess
+
+    # The whole glog output into FOLDER/caffe.log (none into the root's /tmp),
+    # for tests that read Caffe's own lines.
+    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
+    log_path = os.path.join(folder, "caffe.log")
+    with open(log_path, "w") as log:
+        done = subprocess.run(["caffe", "train", *flags], cwd=folder, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        sys.stderr.write(open(log_path).read()[-3000:])
+        sys.exit(f"caffe train {' '.join(flags)} (in {folder}): exit status {done.returncode}")
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"parse": lambda: parse(args), "deploy": lambda: deploy(*args), "batch": lambda: batch(*args)}[command]()
+    {"parse": lambda: parse(args), "deploy": lambda: deploy(*args), "batch": lambda: batch(*args),
+     "grads": lambda: grads(*args), "train": lambda: train(args[0], args[1:])}[command]()

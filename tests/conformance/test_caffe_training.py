@@ -1,0 +1,268 @@
+"""Training in the torch engine against real Caffe 1.0 (pycaffe and `caffe
+train` in the Caffe root compute every reference at test time).
+
+A small net of the paper's family (HDF5Data, padded Convolution, PReLU,
+Convolution, Sigmoid, EuclideanLoss; 12x12 tiles, batches of 4) starts in
+both engines from the same .caffemodel of random values written by us, and
+reads the same two HDF5 files (5 + 6 rows, so batches span files and the
+wrap-around; 11 iterations of 4 rows end exactly at a wrap).
+
+Throughout, the difference of two blobs is relative to the blob's scale:
+max|ours - caffe| / max|caffe| over the blob's elements, so that elements
+near zero do not inflate it. Gradients must agree within 1e-5, weights
+after training within 1e-4, solver history (momentum, Adam's moments)
+within 3e-4."""
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from plaquenet.caffe.prototxt import read_net
+from plaquenet.caffe.snapshot import (blob_array, caffemodel_weights, read_caffemodel, read_solverstate,
+                                      weights_net, write_caffemodel)
+from plaquenet.engines.torch.net import TRAIN, Net, copy_trained_layers
+from plaquenet.engines.torch.train import train
+
+GRADIENT_TOLERANCE = 1e-5
+WEIGHT_TOLERANCE = 1e-4
+# The history is a running sum whose terms cancel as training settles, so
+# float32 rounding weighs more in it: 3.3e-5 at most measured here (2 cores,
+# 1 or 2 torch threads), while a gradient 1e-4 off in one blob shows as 1e-4
+# to 2e-3.
+HISTORY_TOLERANCE = 3e-4
+ROWS_PER_FILE = (5, 6)
+BATCH, TILE = 4, 12
+
+
+def _net_prototxt(bias_mults: bool = False) -> str:
+    # bias_mults: the common Caffe recipe, biases learn twice as fast and are not decayed.
+    specs = "param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }" if bias_mults else ""
+    return f"""name: "tiny"
+layer {{ name: "data" type: "HDF5Data" top: "data" top: "label"
+  hdf5_data_param {{ source: "list.txt" batch_size: {BATCH} }} }}
+layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1" {specs}
+  convolution_param {{ num_output: 4 kernel_size: 5 pad: 2 weight_filler {{ type: "msra" }} }} }}
+layer {{ name: "prelu1" type: "PReLU" bottom: "conv1" top: "conv1" }}
+layer {{ name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2" {specs}
+  convolution_param {{ num_output: 1 kernel_size: 3 pad: 1 weight_filler {{ type: "msra" }} }} }}
+layer {{ name: "prob" type: "Sigmoid" bottom: "conv2" top: "prob" }}
+layer {{ name: "loss" type: "EuclideanLoss" bottom: "prob" bottom: "label" top: "loss" }}
+"""
+
+
+def _initial_weights():
+    """He-scaled Gaussian filters, small random biases and PReLU slopes (some
+    negative), conv2's bias below 0 so the first sigmoid outputs are not 0.5."""
+    rng = np.random.default_rng(7)
+    weights = {
+        "conv1": [rng.normal(0, np.sqrt(2 / 25), (4, 1, 5, 5)), rng.uniform(-0.1, 0.1, 4)],
+        "prelu1": [rng.uniform(-0.1, 0.4, 4)],
+        "conv2": [rng.normal(0, np.sqrt(2 / 36), (1, 4, 3, 3)), rng.uniform(-1.2, -0.8, 1)],
+    }
+    return weights_net(weights, {"conv1": "Convolution", "prelu1": "PReLU", "conv2": "Convolution"})
+
+
+def _write_inputs(folder: Path, solver_text: str = "", bias_mults: bool = False):
+    """net.prototxt, the HDF5 files and their list, w0.caffemodel, solver.prototxt
+    and an empty snap/ (Caffe checks the snapshot prefix is writable at start)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "net.prototxt").write_text(_net_prototxt(bias_mults))
+    rng = np.random.default_rng(1)
+    for i, rows in enumerate(ROWS_PER_FILE):
+        image = rng.normal(0, 1, (rows, 1, TILE, TILE)).astype(np.float32)
+        with h5py.File(folder / f"d{i}.h5", "w") as f:
+            f["data"] = image
+            f["label"] = (image > 0.8).astype(np.float32)   # learnable: bright pixels are "plaque"
+    (folder / "list.txt").write_text("".join(f"d{i}.h5\n" for i in range(len(ROWS_PER_FILE))))
+    write_caffemodel(folder / "w0.caffemodel", _initial_weights())
+    (folder / "solver.prototxt").write_text(solver_text)
+    (folder / "snap").mkdir(exist_ok=True)
+
+
+def _relative(ours, theirs) -> float:
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    scale = np.abs(theirs).max()
+    assert scale > 0, "an all-zero reference blob compares nothing"
+    return float(np.abs(ours - theirs).max() / scale)
+
+
+INPUTS = ("net.prototxt", "list.txt", "d0.h5", "d1.h5", "w0.caffemodel", "solver.prototxt")
+
+
+def _caffe_folder(caffe, src: Path, name: str) -> Path:
+    """A folder `name` in the Caffe scratch holding the inputs written in `src`."""
+    for f in INPUTS:
+        caffe.put(src / f, f"{name}/{f}")
+    (caffe.scratch / name / "snap").mkdir()
+    return caffe.scratch / name
+
+
+# --- 1. gradients ------------------------------------------------------------
+
+def _compare_gradients(caffe, name: str, weights: str, monkeypatch):
+    """Our Net and pycaffe, one forward+backward of the first batch from
+    `weights`, in the Caffe scratch folder `name`. Returns the differences."""
+    caffe.run("grads", name, "net.prototxt", weights, "grads.npz")
+    folder = caffe.scratch / name
+    theirs = np.load(folder / "grads.npz")
+    monkeypatch.chdir(folder)   # HDF5Data's source is relative to the working directory
+    net = Net(read_net("net.prototxt"), TRAIN, source="net.prototxt", fill=False)
+    copy_trained_layers(net, read_caffemodel(weights), weights, require_all=True)
+    blobs, loss = net()
+    loss.backward()
+
+    differences = {"loss": abs(loss.item() - float(theirs["out/loss"])) / abs(float(theirs["out/loss"]))}
+    for blob in ("data", "label", "conv1", "prob"):
+        differences[f"blob {blob}"] = _relative(blobs[blob].detach().numpy(), theirs[f"blob/{blob}"])
+    diff_keys = sorted(k for k in theirs.files if k.startswith("diff/"))
+    assert diff_keys == sorted(f"diff/{p.layer}/{p.index}" for p in net.learnable)
+    for p in net.learnable:
+        differences[f"diff {p.layer}/{p.index}"] = _relative(p.blob.grad.numpy(),
+                                                              theirs[f"diff/{p.layer}/{p.index}"])
+    return differences
+
+
+def test_every_parameter_gradient_matches_pycaffe(caffe, tmp_path, monkeypatch):
+    _write_inputs(tmp_path)
+    _caffe_folder(caffe, tmp_path, "grads")
+    differences = _compare_gradients(caffe, "grads", "w0.caffemodel", monkeypatch)
+    print("\n".join(f"{k}: {v:.2e}" for k, v in differences.items()))
+    assert len([k for k in differences if k.startswith("diff ")]) == 5   # conv1 w b, prelu1 slopes, conv2 w b
+    assert max(differences.values()) <= GRADIENT_TOLERANCE, differences
+
+
+# --- 2. solver iterations ------------------------------------------------------
+
+COMMON = 'net: "net.prototxt" max_iter: 25 snapshot: 10 snapshot_prefix: "snap/m" display: 5 random_seed: 0\n'
+SOLVERS = {
+    # name: (solver settings, biases with lr_mult 2 / decay_mult 0)
+    "sgd_momentum_step": ('type: "SGD" base_lr: 0.05 momentum: 0.9 lr_policy: "step" gamma: 0.5 stepsize: 8',
+                          False),
+    "l2_decay_bias_mults": ('type: "SGD" base_lr: 0.05 momentum: 0.9 lr_policy: "fixed" weight_decay: 0.05',
+                            True),
+    "iter_size_2": ('type: "SGD" base_lr: 0.05 momentum: 0.9 lr_policy: "fixed" iter_size: 2 average_loss: 3',
+                    False),
+    "clip_gradients": ('type: "SGD" base_lr: 0.05 momentum: 0.9 lr_policy: "fixed" clip_gradients: 0.5', False),
+    "multistep": ('type: "SGD" base_lr: 0.05 momentum: 0.9 lr_policy: "multistep" gamma: 0.5 '
+                  'stepvalue: 3 stepvalue: 12 stepvalue: 20', False),
+    "adam": ('type: "Adam" base_lr: 0.01 momentum: 0.9 momentum2: 0.999 delta: 1e-8 lr_policy: "fixed" '
+             'weight_decay: 0.01', False),
+    "nesterov": ('type: "Nesterov" base_lr: 0.05 momentum: 0.9 lr_policy: "step" gamma: 0.5 stepsize: 10',
+                 False),
+}
+
+
+def _snapshots(folder: Path):
+    return sorted(p.name for p in folder.iterdir() if p.suffix in (".caffemodel", ".solverstate"))
+
+
+def _compare_snapshots(ours: Path, reference: Path, names=None):
+    """Same snapshot names in both folders; for each of `names` (default:
+    all) the worst weight or history difference, asserted within tolerance;
+    the solverstate fields that must be equal (iter, current_step,
+    learned_net) are asserted equal."""
+    assert _snapshots(ours) == _snapshots(reference)
+    worst = {}
+    for name in names or _snapshots(reference):
+        if name.endswith(".caffemodel"):
+            a, b = (caffemodel_weights(read_caffemodel(d / name)) for d in (ours, reference))
+            assert a.keys() == b.keys()
+            worst[name] = max(_relative(x, y) for k in b for x, y in zip(a[k], b[k]))
+        else:
+            a, b = read_solverstate(ours / name), read_solverstate(reference / name)
+            assert (a.iter, a.current_step, a.learned_net) == (b.iter, b.current_step, b.learned_net)
+            assert len(a.history) == len(b.history)
+            worst[name] = max(_relative(blob_array(x), blob_array(y)) for x, y in zip(a.history, b.history))
+    print(ours, "vs", reference, {k: f"{v:.1e}" for k, v in worst.items()})
+    weights = {k: v for k, v in worst.items() if k.endswith(".caffemodel")}
+    history = {k: v for k, v in worst.items() if k.endswith(".solverstate")}
+    assert max(weights.values()) <= WEIGHT_TOLERANCE, weights
+    assert max(history.values()) <= HISTORY_TOLERANCE, history
+    return worst
+
+
+def _smallest_change(w0: Path, trained: Path) -> float:
+    """How far training moved the least-moved blob (relative to its start)."""
+    a, b = caffemodel_weights(read_caffemodel(trained)), caffemodel_weights(read_caffemodel(w0))
+    return min(_relative(x, y) for k in b for x, y in zip(a[k], b[k]))
+
+
+@pytest.mark.parametrize("setting", sorted(SOLVERS))
+def test_solver_iterations_match_caffe_train(setting, caffe, tmp_path, monkeypatch):
+    settings, bias_mults = SOLVERS[setting]
+    _write_inputs(tmp_path, COMMON + settings + "\n", bias_mults)
+    theirs = _caffe_folder(caffe, tmp_path, "run")
+    caffe.run("train", "run", "--solver=solver.prototxt", "--weights=w0.caffemodel")
+
+    monkeypatch.chdir(tmp_path)
+    result = train("solver.prototxt", weights="w0.caffemodel")
+    assert result.iterations == 25
+
+    expected = [f"m_iter_{n}.{kind}" for n in (10, 20, 25) for kind in ("caffemodel", "solverstate")]
+    assert _snapshots(theirs / "snap") == sorted(expected)
+    _compare_snapshots(tmp_path / "snap", theirs / "snap")
+    # Agreement means something only if training went somewhere.
+    moved = _smallest_change(tmp_path / "w0.caffemodel", theirs / "snap/m_iter_25.caffemodel")
+    assert moved > 100 * WEIGHT_TOLERANCE, moved
+    if setting == "multistep":
+        assert read_solverstate(tmp_path / "snap/m_iter_25.solverstate").current_step == 3
+    if setting == "clip_gradients":
+        # The setting must bite, in Caffe and in ours, as often.
+        caffe_clips = (theirs / "caffe.log").read_text().count("Gradient clipping")
+        our_clips = (tmp_path / "snap" / "train.log").read_text().count("Gradient clipping")
+        assert 5 <= caffe_clips == our_clips, (caffe_clips, our_clips)
+
+
+# --- 3. snapshot interchange ---------------------------------------------------
+
+RESUME = 'net: "net.prototxt" max_iter: 22 snapshot: 11 snapshot_prefix: "snap/m" display: 0 random_seed: 0\n'
+RESUME_SOLVERS = {
+    "sgd_multistep_l2": 'type: "SGD" base_lr: 0.05 momentum: 0.9 lr_policy: "multistep" gamma: 0.5 '
+                        'stepvalue: 4 stepvalue: 15 weight_decay: 0.02',
+    "adam": 'type: "Adam" base_lr: 0.01 momentum: 0.9 momentum2: 0.999 lr_policy: "fixed"',
+}
+
+
+@pytest.mark.parametrize("setting", sorted(RESUME_SOLVERS))
+def test_snapshots_resume_across_engines(setting, caffe, tmp_path, monkeypatch):
+    """Caffe's iteration-11 snapshot resumed by us, and ours resumed by
+    `caffe train --snapshot`, end where the other engine's uninterrupted run
+    ends (11 iterations of 4 rows are 4 passes over the 11 rows: the data
+    layer, which a resume restarts at row 0, is at row 0 there anyway). Our
+    iteration-11 .caffemodel also gives pycaffe our forward pass and gradients."""
+    solver_text = RESUME + RESUME_SOLVERS[setting] + "\n"
+    halves = sorted(f"m_iter_{n}.{k}" for n in (11, 22) for k in ("caffemodel", "solverstate"))
+    last = ["m_iter_22.caffemodel", "m_iter_22.solverstate"]
+    ours_full = tmp_path / "full"
+    _write_inputs(ours_full, solver_text)
+    theirs_full = _caffe_folder(caffe, ours_full, "full")
+    caffe.run("train", "full", "--solver=solver.prototxt", "--weights=w0.caffemodel")
+    assert _snapshots(theirs_full / "snap") == halves
+    monkeypatch.chdir(ours_full)
+    train("solver.prototxt", weights="w0.caffemodel")
+
+    # Ours, resumed from Caffe's snapshot.
+    ours_resumed = tmp_path / "resumed"
+    _write_inputs(ours_resumed, solver_text)
+    for kind in ("caffemodel", "solverstate"):
+        shutil.copy(theirs_full / "snap" / f"m_iter_11.{kind}", ours_resumed / "snap")
+    monkeypatch.chdir(ours_resumed)
+    assert train("solver.prototxt", snapshot="snap/m_iter_11.solverstate").iterations == 22
+    _compare_snapshots(ours_resumed / "snap", theirs_full / "snap", last)
+
+    # Caffe, resumed from our snapshot.
+    theirs_resumed = _caffe_folder(caffe, ours_full, "resumed")
+    for kind in ("caffemodel", "solverstate"):
+        shutil.copy(ours_full / "snap" / f"m_iter_11.{kind}", theirs_resumed / "snap")
+    caffe.run("train", "resumed", "--solver=solver.prototxt", "--snapshot=snap/m_iter_11.solverstate")
+    assert "Resuming from snap/m_iter_11.solverstate" in (theirs_resumed / "caffe.log").read_text()
+    _compare_snapshots(theirs_resumed / "snap", ours_full / "snap", last)
+
+    # Our .caffemodel, read by pycaffe: the same forward pass and gradients.
+    caffe.put(ours_full / "snap" / "m_iter_11.caffemodel", "resumed/ours_iter_11.caffemodel")
+    differences = _compare_gradients(caffe, "resumed", "ours_iter_11.caffemodel", monkeypatch)
+    assert max(differences.values()) <= GRADIENT_TOLERANCE, differences
