@@ -1,8 +1,8 @@
 """`plaquenet score`: a snapshot applied to the full scans of a cohort, scored as
 in the paper (§3.3, §4.1, §4.3, §5), written to one self-describing folder.
 
-    1. training scans: network output on every slice with plaques, pooled into
-       an exact value table -> the threshold with the best pixel F-measure
+    1. training scans: network output on every slice with plaques, pooled by
+       the exact two-pass sweep -> the threshold with the best pixel F-measure
        (and the same for the raw normalised intensity: the §5 baseline)
     2. training tiles: the threshold the paper tried first and dropped (§4.3)
     3. test scans: precision, recall, F-measure at those thresholds, pooled
@@ -11,8 +11,8 @@ in the paper (§3.3, §4.1, §4.3, §5), written to one self-describing folder.
 
 One patient volume is in memory at a time. The training outputs are cached
 on disk (inside the folder being written, removed before it is renamed in
-place) for the per-patient training metrics, which need the threshold that
-only the whole training set gives.
+place) for the sweep's second pass and the per-patient training metrics,
+which need the threshold that only the whole training set gives.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from ..report.figures import precision_recall_figure, raw_threshold_figure, save
 from ..report.html import write_report
 from .inference import Forward, count_tiles, forward_lesion_slices, threshold_from_tiles, training_tile_files
 from .metrics import PixelCounts, count_pixels, mean_and_std, pixel_metrics
-from .sweep import TablePool, ValueTable, best_f_threshold, counts_at, sweep, value_table
+from .sweep import SweepHistogram, ThresholdChoice, best_f_threshold_two_pass, histogram_curve
 
 # The paper's own figures, for the comparison in results.json and the report.
 PAPER = {
@@ -130,34 +130,46 @@ def score_with_forward(forward: Forward, cohort_dir, out, force: bool = False,
 
 @dataclasses.dataclass
 class TrainingPass:
-    network: ValueTable  # pooled over all training scans
-    raw: ValueTable  # the same for the normalised input (baseline)
-    cached: Dict[str, Path]  # patient -> .npz with output_shw, truth_shw of its scans
+    network: SweepHistogram  # pass 1 of the sweep over all training scans
+    raw: SweepHistogram  # the same for the normalised input (baseline)
+    cached: Dict[str, Path]  # patient -> .npz with output_shw, image_shw, truth_shw of its scans
     patients: int
     scans: int
 
 
 def _training_pass(forward: Forward, cohort_dir, patients: List[str], cache: Path) -> TrainingPass:
-    network, raw, cached, scans = TablePool(), TablePool(), {}, 0
+    network, raw, cached, scans = SweepHistogram(), SweepHistogram(), {}, 0
     for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="training scans", unit="patient"):
         slices = list(forward_lesion_slices(scan, forward))
         if not slices:
             continue
         output = np.stack([s.output_hw for s in slices])
         truth = np.stack([s.truth_hw for s in slices])
-        network.add(value_table(output, truth))
-        raw.add(value_table(np.stack([s.image_hw for s in slices]), truth))
+        image = np.stack([s.image_hw for s in slices])
+        network.add(output, truth)
+        raw.add(image, truth)
         cached[scan.patient] = cache / f"{scan.patient}.npz"
-        np.savez(cached[scan.patient], output_shw=output, truth_shw=truth)
+        np.savez(cached[scan.patient], output_shw=output, image_shw=image, truth_shw=truth)
         scans += len(slices)
     if scans == 0:
         raise InputError(cohort_file(cohort_dir), "no training slice contains a plaque (§4.1 scores only those)")
-    return TrainingPass(network.table(), raw.table(), cached, len(patients), scans)
+    return TrainingPass(network, raw, cached, len(patients), scans)
+
+
+def _best_threshold(train: TrainingPass, which: str) -> ThresholdChoice:
+    """§3.3 over all training scans; pass 2 of the sweep re-reads the cache."""
+    def rescan():
+        for path in train.cached.values():
+            with np.load(path) as cached:
+                yield cached[which], cached["truth_shw"]
+    histogram = train.network if which == "output_shw" else train.raw
+    return best_f_threshold_two_pass(histogram, rescan)
 
 
 def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
     train = _training_pass(forward, cohort_dir, split["train"], cache)
-    thresholds = {"network": best_f_threshold(train.network), "baseline": best_f_threshold(train.raw)}
+    chosen = {"network": _best_threshold(train, "output_shw"), "baseline": _best_threshold(train, "image_shw")}
+    thresholds = {name: choice.threshold for name, choice in chosen.items()}
 
     # §4.3: the threshold chosen on the training tiles did not suit full scans;
     # computed again here to show by how much.
@@ -186,7 +198,7 @@ def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
                      "scans": test["scans"]},
             "tiles": n_tiles,
         },
-        "train": split_results(PixelCounts(*counts_at(train.network, thresholds["network"])), train_rows),
+        "train": split_results(_choice_counts(chosen["network"]), train_rows),
         "test": {
             **split_results(test["pooled"]["network"], test["rows"]),
             "pixel_from_tiles_threshold": _pixel_record(test["pooled"].get("tiles")),
@@ -195,7 +207,7 @@ def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
         },
         "baseline": {"raw_intensity": {
             "threshold": thresholds["baseline"],
-            "train": {"pixel": _pixel_record(PixelCounts(*counts_at(train.raw, thresholds["baseline"])))},
+            "train": {"pixel": _pixel_record(_choice_counts(chosen["baseline"]))},
             "test": split_results(test["pooled"]["baseline"], test["baseline_rows"]),
         }},
         # Paper §5: lesion-wise detection (connected components) -- the next step.
@@ -203,9 +215,13 @@ def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
         "paper": PAPER,
         "definitions": DEFINITIONS,
     }
-    curves = {"network output": (sweep(train.network), thresholds["network"]),
-              "raw intensity (baseline)": (sweep(train.raw), thresholds["baseline"])}
+    curves = {"network output": (histogram_curve(train.network, chosen["network"]), thresholds["network"]),
+              "raw intensity (baseline)": (histogram_curve(train.raw, chosen["baseline"]), thresholds["baseline"])}
     return results, train_rows + test["rows"], {"best": test["best"], "worst": test["worst"]}, curves
+
+
+def _choice_counts(choice: ThresholdChoice) -> PixelCounts:
+    return PixelCounts(choice.tp, choice.fp, choice.fn)
 
 
 def _training_rows(train: TrainingPass, threshold: float) -> List[dict]:
@@ -314,16 +330,17 @@ def _write_figures(out: Path, results: dict, views: dict, curves: dict) -> list:
                     out / "raw_intensity_thresholds.png")
     figures.append(("Paper Fig. 9: the input of the best test slice itself thresholded at 50, 45 and 40 % "
                     "(the intensity-only baseline of §5).", path))
-    path = save_png(precision_recall_figure(_curve_points(curves), "training scans, all thresholds"),
+    path = save_png(precision_recall_figure(_curve_points(curves), "training scans"),
                     out / "precision_recall_train.png")
-    figures.append(("Precision and recall on the full training scans over every distinct threshold (§3.3); "
+    figures.append(("Precision and recall on the full training scans, thresholds 0.05 % apart (the choice "
+                    "itself: over every distinct output value, §3.3); "
                     "the dot is the threshold with the best F-measure.", path))
     return figures
 
 
 def _curve_points(curves: dict, points: int = 2000) -> dict:
-    """Each curve thinned to about `points` thresholds for drawing (the choice
-    itself was made on all of them)."""
+    """Each curve (exact counts at thresholds 2^-11 apart, relatively, plus the
+    chosen one) thinned to about `points` thresholds for drawing."""
     drawn = {}
     for label, (curve, threshold) in curves.items():
         keep = np.unique(np.linspace(0, len(curve.thresholds) - 1, min(points, len(curve.thresholds))).astype(int))

@@ -106,3 +106,138 @@ def test_values_repeated_across_scans_are_merged_once():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="shape"):
         value_table(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+# --- the two-pass sweep (constant memory) against the same brute force ------
+
+from fractions import Fraction  # noqa: E402
+import tracemalloc  # noqa: E402
+
+from plaquenet.evaluate.sweep import (  # noqa: E402
+    BINS, KEY_SHIFT, SweepHistogram, best_f_threshold_two_pass, histogram_curve, key_values, order_keys,
+)
+
+
+def from_keys(keys):
+    return key_values(np.asarray(keys, np.uint32))
+
+
+def adversarial_scans(rng):
+    """Scans built to hit what binning could get wrong: thousands of values in
+    one bin, values on and next to bin edges, 0.0, -0.0, 1.0, subnormals,
+    negatives, and exact ties in F between values of one bin."""
+    one = int(order_keys(np.float32(0.5)))
+    edge = (one >> KEY_SHIFT) << KEY_SHIFT
+    pieces = [
+        from_keys(edge + rng.integers(0, 1 << KEY_SHIFT, 600)),  # crowded bin
+        from_keys(edge + (rng.integers(-3, 4, 200) << KEY_SHIFT) + rng.integers(-1, 2, 200)),  # edges +-1
+        np.float32([0.0, -0.0, 1.0, 1.0, 0.0]),
+        np.float32([1e-45, 2e-45, 1e-40, 1.17e-38, 1.18e-38]),  # subnormals and the smallest normal
+        -rng.random(20).astype(np.float32),
+        rng.random(100).astype(np.float32),
+        np.repeat(rng.random(5).astype(np.float32), 20),  # ties within a scan
+    ]
+    values = np.concatenate(pieces)
+    rng.shuffle(values)
+    truth = rng.random(values.size) < rng.choice([0.05, 0.3, 0.7])
+    truth[0] = True
+    cuts = np.sort(rng.integers(0, values.size, 3))
+    return list(zip(np.split(values, cuts), np.split(truth, cuts)))
+
+
+def two_pass(scans, max_bins=128):
+    histogram = SweepHistogram()
+    for output, truth in scans:
+        histogram.add(output, truth)
+    return histogram, best_f_threshold_two_pass(histogram, lambda: iter(scans), max_bins=max_bins)
+
+
+@pytest.mark.parametrize("max_bins", [1, 128])
+@pytest.mark.parametrize("seed", range(8))
+def test_two_pass_matches_brute_force_on_adversarial_values(seed, max_bins):
+    scans = adversarial_scans(np.random.default_rng(seed))
+    _, choice = two_pass(scans, max_bins)
+    t_best, f_best = brute_force_best(scans)
+    assert choice.threshold == t_best
+    assert (choice.tp, choice.fp, choice.fn) == brute_force(scans, t_best)
+    assert choice.f1 == pytest.approx(f_best, abs=0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_two_pass_matches_the_value_table(seed):
+    rng = np.random.default_rng(100 + seed)
+    scans = random_scans(rng, n_scans=int(rng.integers(1, 6)), levels=int(rng.choice([2, 5, 50, 10_000])))
+    table = pool_tables(value_table(o, m) for o, m in scans)
+    _, choice = two_pass(scans, max_bins=int(rng.choice([1, 3, 128])))
+    assert choice.threshold == best_f_threshold(table)
+    assert (choice.tp, choice.fp, choice.fn) == counts_at(table, choice.threshold)
+
+
+def test_two_pass_tie_goes_to_the_highest_threshold_inside_one_bin():
+    # Neighbouring float32 values (one bin): t = b: F = 2/3;  t = a: F = 2/3.
+    a, b = from_keys([order_keys(np.float32(0.3)), order_keys(np.float32(0.3)) + 1])
+    output = np.array([b, a, a, a], np.float32)
+    _, choice = two_pass([(output, np.array([1, 1, 0, 0]))])
+    assert choice.threshold == float(b) and Fraction(2 * choice.tp, 2 * choice.tp + choice.fp + choice.fn) == Fraction(2, 3)
+
+
+def test_two_pass_empty_cases():
+    _, choice = two_pass([(np.zeros((2, 3), np.float32), np.eye(2, 3))])
+    assert (choice.threshold, choice.tp, choice.fp, choice.fn) == (0.0, 2, 4, 0)
+    with pytest.raises(ValueError, match="no lesion"):
+        two_pass([(np.float32([0.1, 0.9]), np.array([0, 0]))])
+    with pytest.raises(ValueError, match="no pixels"):
+        two_pass([(np.zeros((0, 4), np.float32), np.zeros((0, 4)))])
+
+
+def test_a_second_pass_over_other_pixels_is_refused():
+    histogram = SweepHistogram()
+    histogram.add(np.float32([0.2, 0.6]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="second pass"):
+        best_f_threshold_two_pass(histogram, lambda: iter([(np.float32([0.2, 0.61]), np.array([0, 1]))]))
+
+
+def test_histogram_curve_is_exact_at_its_thresholds_and_holds_the_choice():
+    scans = adversarial_scans(np.random.default_rng(3))
+    histogram, choice = two_pass(scans)
+    curve = histogram_curve(histogram, choice)
+    assert np.all(np.diff(curve.thresholds) >= 0)
+    for j, t in enumerate(curve.thresholds):
+        assert (curve.tp[j], curve.fp[j], curve.fn[j]) == brute_force(scans, t)
+    at = np.flatnonzero(curve.thresholds == choice.threshold)
+    assert len(at) and curve.f1[at[0]] == choice.f1
+
+
+def test_order_keys_sort_like_the_values():
+    values = np.float32([-np.inf, -1.0, -1e-45, -0.0, 0.0, 1e-45, 1e-38, 0.5, 1.0, np.inf])
+    keys = order_keys(values)
+    steps = np.diff(keys.astype(np.int64))
+    assert steps[3] == 0 and np.all(np.delete(steps, 3) > 0)  # -0.0 and +0.0 are one value
+    np.testing.assert_array_equal(key_values(keys), values)
+    with pytest.raises(ValueError, match="NaN"):
+        order_keys(np.float32([0.5, np.nan]))
+    with pytest.raises(ValueError, match="float32"):
+        order_keys(np.array([0.1]))  # float64 0.1 is not a float32 value
+    assert order_keys(np.array([0.5, 2.0])).dtype == np.uint32
+
+
+def test_pass_one_memory_does_not_grow_with_the_number_of_scans():
+    rng = np.random.default_rng(0)
+
+    def scan():  # sigmoid-like: nearly every value distinct
+        output = 1 / (1 + np.exp(-rng.normal(-7, 2.5, (64, 64)))).astype(np.float32)
+        return output, rng.random((64, 64)) < 0.05
+
+    histogram = SweepHistogram()
+    histogram.add(*scan())
+    tracemalloc.start()
+    try:
+        histogram.add(*scan())
+        after_one = tracemalloc.get_traced_memory()[0]
+        for _ in range(40):  # 160k more distinct values: a value table would grow ~4 MB
+            histogram.add(*scan())
+        grown = tracemalloc.get_traced_memory()[0] - after_one
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000
+    assert histogram.counts.shape == (BINS, 2) and histogram.counts.sum() == 42 * 64 * 64
