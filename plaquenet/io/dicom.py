@@ -28,6 +28,9 @@ from ..errors import InputError
 from .orientation import SourceVolume
 
 MAX_GAP = 1.5  # a step above 1.5x the median slice spacing means missing slices
+MAX_STEP_CHANGE = 0.1  # any other step more than 10% from the median: irregular, the affine has one step
+GEOMETRY_VALUES = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2, "Rows": 1,
+                   "Columns": 1}  # header fields that place an MR image, with their number of values
 _SAME = 1e-4  # tolerance for direction cosines and spacings read from DS strings
 
 
@@ -108,9 +111,8 @@ def series_affine(first: pydicom.Dataset, positions_lps: np.ndarray) -> np.ndarr
 
 def _sorted_by_position(paths, headers) -> List[int]:
     for path, h in zip(paths, headers):
-        for key in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-            if key not in h:
-                raise InputError(path, f"MR image without {key}: cannot place it in the volume")
+        for key, count in GEOMETRY_VALUES.items():
+            check_values(path, h, key, count, "MR image")
         if int(h.get("NumberOfFrames", 1) or 1) > 1:
             raise InputError(path, "multi-frame (enhanced) MR images are not supported; export single-frame files")
         if int(h.get("SamplesPerPixel", 1)) != 1:
@@ -118,6 +120,14 @@ def _sorted_by_position(paths, headers) -> List[int]:
     normal = slice_normal(headers[0])
     along = [float(np.dot(np.asarray(h.ImagePositionPatient, dtype=np.float64), normal)) for h in headers]
     return sorted(range(len(headers)), key=lambda n: along[n])
+
+
+def check_values(path, ds, key: str, count: int, what: str) -> None:
+    """InputError unless `ds` has `key` with exactly `count` values (what: e.g. "MR image")."""
+    if key not in ds or ds[key].VM == 0:
+        raise InputError(path, f"{what} without {key}: cannot place it in the volume")
+    if ds[key].VM != count:
+        raise InputError(path, f"{what} with {ds[key].VM} {key} values, expected {count}")
 
 
 def _check_same_geometry(paths, headers) -> None:
@@ -132,7 +142,8 @@ def _check_same_geometry(paths, headers) -> None:
 
 
 def _check_no_missing_slices(paths, along_mm: np.ndarray) -> None:
-    """Slices must be distinct and evenly enough spaced (gap <= MAX_GAP x median step)."""
+    """Slices must be distinct, without gaps (a step > MAX_GAP x the median) and evenly spaced
+    (every step within MAX_STEP_CHANGE x the median of it): the affine has one slice step."""
     steps = np.diff(along_mm)
     if len(steps) == 0:
         return
@@ -145,3 +156,7 @@ def _check_no_missing_slices(paths, along_mm: np.ndarray) -> None:
                 paths[n + 1],
                 f"missing slices: a gap of {step:.2f} mm before this slice, median spacing {median:.2f} mm",
             )
+    uneven = np.flatnonzero(np.abs(steps - median) > MAX_STEP_CHANGE * median)
+    if len(uneven):
+        raise InputError(paths[uneven[0] + 1], f"irregular slice spacing: steps {steps.min():.2f}..{steps.max():.2f} "
+                                               f"mm, median {median:.2f} mm (one slice step is needed)")

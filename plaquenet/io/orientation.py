@@ -12,7 +12,9 @@ i.e. (w, h, s) points towards (L, P, S): each slice looks as a radiologist sees
 an axial image, the layout of a standard axial DICOM (ImageOrientationPatient
 [1,0,0,0,1,0]). The returned `affine_whs` is the RAS affine of
 `volume_shw.transpose(2, 1, 0)`. Oblique scans are mapped to the nearest axes;
-their affine keeps the obliquity.
+their affine keeps the obliquity. Only axial acquisitions make axial slices:
+`check_axial` refuses a thick-slice sagittal or coronal series (its slices would
+become one in-plane axis).
 """
 
 import dataclasses
@@ -21,7 +23,10 @@ from typing import List, Optional, Tuple
 import nibabel.orientations as ornt
 import numpy as np
 
+from ..errors import InputError
+
 COHORT_AXCODES = ("L", "P", "S")  # where the w, h, s axes point
+MAX_IN_PLANE_RATIO = 1.5  # h and w pixel sizes further apart than this: not an axial acquisition
 
 
 @dataclasses.dataclass
@@ -37,10 +42,34 @@ class SourceVolume:
 
 def to_cohort(data_ijk: np.ndarray, affine_ras: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(I, J, K) array + its RAS affine -> (volume_shw, affine_whs), axes only flipped/permuted."""
-    transform = ornt.ornt_transform(ornt.io_orientation(affine_ras), ornt.axcodes2ornt(COHORT_AXCODES))
-    data_whs = ornt.apply_orientation(data_ijk, transform)
-    affine_whs = np.asarray(affine_ras, dtype=np.float64) @ ornt.inv_ornt_aff(transform, data_ijk.shape)
-    return np.ascontiguousarray(data_whs.transpose(2, 1, 0)), affine_whs
+    data_whs = ornt.apply_orientation(data_ijk, _cohort_transform(affine_ras))
+    return np.ascontiguousarray(data_whs.transpose(2, 1, 0)), cohort_grid(data_ijk.shape, affine_ras)[1]
+
+
+def cohort_grid(shape_ijk, affine_ras) -> Tuple[Tuple[int, int, int], np.ndarray]:
+    """The (S, H, W) shape and the affine_whs that `to_cohort` gives an (I, J, K) array, moving no voxel."""
+    transform = _cohort_transform(affine_ras)
+    shape_whs = [0, 0, 0]
+    for n, (axis, _) in enumerate(transform):
+        shape_whs[int(axis)] = int(shape_ijk[n])
+    affine_whs = np.asarray(affine_ras, dtype=np.float64) @ ornt.inv_ornt_aff(transform, shape_ijk)
+    return (shape_whs[2], shape_whs[1], shape_whs[0]), affine_whs
+
+
+def _cohort_transform(affine_ras) -> np.ndarray:
+    """nibabel orientation transform: for each of i, j, k the w/h/s axis it becomes and its flip."""
+    return ornt.ornt_transform(ornt.io_orientation(affine_ras), ornt.axcodes2ornt(COHORT_AXCODES))
+
+
+def check_axial(path, affine_whs: np.ndarray) -> None:
+    """InputError unless the cohort slices are axial acquisitions: pixels of similar h and w size.
+
+    A thick-slice sagittal or coronal series reoriented to axial has its slice step as one pixel
+    side (e.g. 0.5 x 5 mm), which no axial-trained net has seen; an isotropic 3D volume passes."""
+    _, h_mm, w_mm = voxel_mm(affine_whs)
+    if max(h_mm, w_mm) > MAX_IN_PLANE_RATIO * min(h_mm, w_mm):
+        raise InputError(path, f"not an axial acquisition (in-plane voxel {h_mm:.2f} x {w_mm:.2f} mm); "
+                               "reslice it to axial first")
 
 
 def voxel_mm(affine_whs: np.ndarray) -> Tuple[float, float, float]:

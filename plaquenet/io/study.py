@@ -3,9 +3,11 @@
 STUDIES holds one sub-folder per patient; each is searched (all files below
 it, hidden ones skipped) and its files are recognised by content:
 
-* FLAIR: the MR DICOM series (if several, the one whose SeriesDescription or
-  ProtocolName says FLAIR), or a NIfTI volume: `flair.nii[.gz]`, else the only
-  NIfTI whose name does not say mask/label/lesion.
+* FLAIR: the MR DICOM series (if several, the one whose SeriesDescription,
+  ProtocolName or SequenceName says FLAIR, TIRM or dark-fluid, Siemens' name:
+  `t2_tirm_tra_dark-fluid`), or a NIfTI volume: `flair.nii[.gz]`, else the only
+  NIfTI whose name does not say mask/label/lesion. Slices must be axial
+  acquisitions (`orientation.check_axial`).
 * Outlines, exactly one kind: a NIfTI whose name contains mask/label/lesion,
   PNGs in a folder `mask/` (see `masks.read_png_masks`), a DICOM SEG, or a
   DICOM RTSTRUCT.
@@ -35,11 +37,13 @@ from ..progress import progress
 from .dicom import read_dicom_series, read_header
 from .masks import read_png_masks, read_rtstruct, read_seg
 from .nifti import is_nifti, read_nifti
-from .orientation import SourceVolume, to_cohort, voxel_mm
+from .orientation import SourceVolume, check_axial, cohort_grid, to_cohort, voxel_mm
 
 IGNORED_SUFFIXES = {".txt", ".json", ".csv", ".md", ".xml", ".html", ".htm", ".pdf", ".log", ".ini", ".yaml",
                     ".yml", ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".zip", ".gz", ".py"}
 MASK_WORDS = ("mask", "label", "lesion")
+FLAIR_NAMES = re.compile(r"FLAIR|TIRM|DARK[-_ ]?FLUID", re.IGNORECASE)
+FLAIR_FIELDS = ("SeriesDescription", "ProtocolName", "SequenceName")
 OUTLINE_SOURCE = {"NIfTI mask": "nifti", "PNG": "png", "SEG": "seg", "RTSTRUCT": "rtstruct"}
 
 
@@ -125,6 +129,7 @@ def read_patient(folder: Path, patient: str, shape_hw: Optional[Tuple[int, int]]
     else:
         image = read_nifti(found.flair_nifti)
     flair_shw, affine_whs = to_cohort(image.data_ijk, image.affine_ras)
+    check_axial(image.path, affine_whs)
     mask_shw = read_outlines(found, image, affine_whs)
     scan = Scan(patient, flair_shw, mask_shw, voxel_mm(affine_whs), affine_whs,
                 flair_source="dicom" if found.flair_dicom else "nifti",
@@ -147,7 +152,7 @@ def read_outlines(found: PatientFiles, image: SourceVolume, affine_whs: np.ndarr
 
 
 def _check_same_grid(path, mask_shape, mask_affine, image: SourceVolume, affine_whs) -> None:
-    flair_shape = to_cohort(np.zeros(image.data_ijk.shape, np.uint8), image.affine_ras)[0].shape
+    flair_shape = cohort_grid(image.data_ijk.shape, image.affine_ras)[0]
     if mask_shape != flair_shape:
         raise InputError(path, f"mask of shape {mask_shape} (S, H, W), the FLAIR is {flair_shape}")
     off_mm = float(np.abs(mask_affine - affine_whs).max())
@@ -223,7 +228,7 @@ def _flair_series(folder: Path, mr_files) -> list:
     if len(by_series) <= 1:
         return next(iter(by_series.values()), [])
     flair = [files for files in by_series.values()
-             if "FLAIR" in f"{files[0][1].get('SeriesDescription', '')} {files[0][1].get('ProtocolName', '')}".upper()]
+             if any(FLAIR_NAMES.search(str(files[0][1].get(key, ""))) for key in FLAIR_FIELDS)]
     if len(flair) != 1:
         raise InputError(folder, f"ambiguous: {len(by_series)} MR series, {len(flair)} of them described as FLAIR")
     return flair[0]

@@ -135,11 +135,28 @@ def write_rtstruct(path, series: Sequence[Path], rectangles=RECTANGLES, holes=HO
     images = [pydicom.dcmread(p) for p in series]
     ds = _derived_dataset(images[0], RTSTRUCT_STORAGE, "RTSTRUCT", phi)
     ds.StructureSetLabel = "plaques"
+    ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = [], [], []
+    outlines = {**rectangles, **{k: rectangles.get(k, []) + h for k, h in holes.items()}}
+    _add_roi(ds, images, "MS plaques", "ORGAN", outlines, z_offset_mm, reference_uid)
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
+
+
+def add_rtstruct_roi(path, series: Sequence[Path], name: str, interpreted_type: str, rectangles) -> Path:
+    """Add one more ROI (rectangle contours, as in write_rtstruct) to the RTSTRUCT at `path`."""
+    ds = pydicom.dcmread(path)
+    _add_roi(ds, [pydicom.dcmread(p) for p in series], name, interpreted_type, rectangles)
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
+
+
+def _add_roi(ds, images, name, interpreted_type, rectangles, z_offset_mm=0.0, reference_uid=None) -> None:
+    number = len(ds.StructureSetROISequence) + 1
     roi = Dataset()
-    roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = 1, "MS plaques", images[0].FrameOfReferenceUID
-    ds.StructureSetROISequence = [roi]
+    roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = number, name, images[0].FrameOfReferenceUID
+    ds.StructureSetROISequence.append(roi)
     contours = []
-    for k, rects in {**rectangles, **{k: rectangles.get(k, []) + h for k, h in holes.items()}}.items():
+    for k, rects in rectangles.items():
         for r0, r1, c0, c1 in rects:
             corners = [(c0, r0), (c1, r0), (c1, r1), (c0, r1)]  # through the border pixels' centres
             points = np.array([pixel_to_lps(images[k], c, r) for c, r in corners]) + [0, 0, z_offset_mm]
@@ -152,11 +169,13 @@ def write_rtstruct(path, series: Sequence[Path], rectangles=RECTANGLES, holes=HO
             contour.ContourImageSequence = [ref]
             contours.append(contour)
     roi_contour = Dataset()
-    roi_contour.ReferencedROINumber, roi_contour.ROIDisplayColor = 1, [255, 0, 0]
+    roi_contour.ReferencedROINumber, roi_contour.ROIDisplayColor = number, [255, 0, 0]
     roi_contour.ContourSequence = contours
-    ds.ROIContourSequence = [roi_contour]
-    ds.save_as(path, enforce_file_format=True)
-    return Path(path)
+    ds.ROIContourSequence.append(roi_contour)
+    observation = Dataset()
+    observation.ObservationNumber, observation.ReferencedROINumber = number, number
+    observation.RTROIInterpretedType, observation.ROIInterpreter = interpreted_type, ""
+    ds.RTROIObservationsSequence.append(observation)
 
 
 def _derived_dataset(image: Dataset, sop_class: str, modality: str, phi) -> Dataset:
@@ -172,20 +191,24 @@ def _derived_dataset(image: Dataset, sop_class: str, modality: str, phi) -> Data
     return ds
 
 
-def write_seg(path, series: Sequence[Path], mask_shw: Optional[np.ndarray] = None) -> Path:
-    """DICOM SEG (highdicom, BINARY, one segment) of `mask_shw` (default: lesion_mask_shw) on `series`."""
+def write_seg(path, series: Sequence[Path], mask_shw: Optional[np.ndarray] = None,
+              segments: Optional[Dict[str, np.ndarray]] = None) -> Path:
+    """DICOM SEG (highdicom, BINARY) on `series`: one segment "plaque" of `mask_shw` (default:
+    lesion_mask_shw), or one segment per item of `segments` (label -> (S, H, W) mask)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     images = [pydicom.dcmread(p) for p in series]
-    mask = lesion_mask_shw() if mask_shw is None else mask_shw
-    segment = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="plaque",
+    segments = segments or {"plaque": lesion_mask_shw() if mask_shw is None else mask_shw}
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=n + 1, segment_label=label,
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=codes.SCT.Lesion, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for n, label in enumerate(segments)]
     seg = hd.seg.Segmentation(
-        source_images=images, pixel_array=mask.astype(bool), segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[segment], series_instance_uid=generate_uid(), series_number=98,
+        source_images=images, pixel_array=np.stack(list(segments.values()), axis=-1).astype(bool),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=98,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="Fake", manufacturer_model_name="test",
         software_versions="0", device_serial_number="0")
     seg.save_as(path)

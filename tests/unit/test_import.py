@@ -171,3 +171,41 @@ def test_cli_resample_flag(tmp_path, capsys):
     img = load_scan(tmp_path / "cohort", "P001")
     assert img.flair_shw.shape == (4, 8, 10) and img.voxel_mm == (F.SLICE_MM, 2 * F.ROW_MM, 2 * F.COL_MM)
     assert nib.aff2axcodes(img.affine_whs) == ("L", "P", "S")
+
+
+@pytest.mark.parametrize("key, value", [("SeriesDescription", "t2_tirm_tra_dark-fluid"),
+                                        ("ProtocolName", "AX DARK FLUID"), ("SequenceName", "*tirm2d1")])
+def test_two_series_pick_the_flair_by_other_names(tmp_path, key, value):
+    folder = F.write_patient(tmp_path / "p", "seg")
+    for path in (folder / "flair").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription = "AX"
+        setattr(ds, key, value)
+        ds.save_as(path)
+    F.write_dicom_series(folder / "t1", stored=F.stored_kji() + 1, description="t1_se_tra")
+    np.testing.assert_array_equal(read_patient(folder, "P001").flair_shw, F.expected_flair_shw())
+
+
+def write_sagittal_patient(folder, voxel_whs_mm):
+    """flair + mask NIfTI of the reference volume stored as a sagittal series (columns -> P, rows -> I,
+    slices -> L) with the given voxel size (w, h, s) in mm."""
+    folder.mkdir()
+    affine_whs = np.diag([-voxel_whs_mm[0], -voxel_whs_mm[1], voxel_whs_mm[2], 1.0])
+    F.write_nifti(folder / "flair.nii.gz", F.expected_flair_shw(), affine_whs, axcodes=("P", "I", "L"))
+    F.write_nifti(folder / "mask.nii.gz", F.lesion_mask_shw(), affine_whs, axcodes=("P", "I", "L"), dtype=np.uint8)
+    return folder
+
+
+def test_thick_sagittal_slices_do_not_become_axial_slices(tmp_path):
+    # 5 mm sagittal slices would become axial slices of 0.5 x 5 mm pixels
+    folder = write_sagittal_patient(tmp_path / "p", (5.0, 0.5, 0.5))
+    with pytest.raises(InputError) as err:
+        read_patient(folder, "P001")
+    assert err.value.path == str(folder / "flair.nii.gz")
+    assert err.value.problem == "not an axial acquisition (in-plane voxel 0.50 x 5.00 mm); reslice it to axial first"
+
+
+def test_an_isotropic_sagittal_volume_becomes_axial_slices(tmp_path):
+    scan = read_patient(write_sagittal_patient(tmp_path / "p", (1.0, 1.0, 1.0)), "P001")
+    np.testing.assert_array_equal(scan.flair_shw, F.expected_flair_shw())
+    np.testing.assert_array_equal(scan.mask_shw, F.lesion_mask_shw())

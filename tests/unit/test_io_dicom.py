@@ -115,3 +115,47 @@ def test_mr_file_without_pixels_is_an_error(tmp_path):
     with pytest.raises(InputError) as err:
         read_series(paths)
     assert err.value.path == str(paths[3]) and err.value.problem.startswith("cannot decode the pixel data (")
+
+
+def shift_slices(paths, offsets_mm):
+    """Move slice k of a written series by offsets_mm[k] along z."""
+    for path, offset in zip(paths, offsets_mm):
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) + offset
+        ds.save_as(path)
+
+
+def test_irregular_slice_spacing_is_an_error(tmp_path):
+    # one step of 3.2 mm among 2.5 mm ones: no gap (< 1.5x), but the one slice step of the affine misplaces slices
+    paths = F.write_dicom_series(tmp_path, stored=np.concatenate([F.stored_kji(), F.stored_kji()[:2]]))
+    shift_slices(paths, [0, 0, 0, 0, 0.7, 0.7])
+    with pytest.raises(InputError) as err:
+        read_series(paths)
+    assert err.value.path == str(paths[4])
+    assert err.value.problem == ("irregular slice spacing: steps 2.50..3.20 mm, median 2.50 mm "
+                                 "(one slice step is needed)")
+
+
+def test_slice_positions_jittered_a_little_are_accepted(tmp_path):
+    paths = F.write_dicom_series(tmp_path)
+    shift_slices(paths, [0, 0.05, -0.05, 0])
+    _, affine_whs = cohort_of(paths)
+    np.testing.assert_allclose(affine_whs, F.EXPECTED_AFFINE_WHS)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("PixelSpacing", [0.5], "MR image with 1 PixelSpacing values, expected 2"),
+    ("ImageOrientationPatient", [1, 0, 0, 0, 1], "MR image with 5 ImageOrientationPatient values, expected 6"),
+    ("Rows", None, "MR image without Rows: cannot place it in the volume"),
+])
+def test_malformed_geometry_is_a_one_line_error(tmp_path, key, value, message):
+    paths = F.write_dicom_series(tmp_path)
+    ds = pydicom.dcmread(paths[1])
+    if value is None:
+        delattr(ds, key)
+    else:
+        setattr(ds, key, value)
+    ds.save_as(paths[1])
+    with pytest.raises(InputError) as err:
+        read_series(paths)
+    assert (err.value.path, err.value.problem) == (str(paths[1]), message)

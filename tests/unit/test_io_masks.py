@@ -8,7 +8,9 @@ import pytest
 import dicom_fixtures as F
 from plaquenet.errors import InputError
 from plaquenet.io.dicom import read_dicom_series, read_header
-from plaquenet.io.masks import read_png_masks, read_rtstruct, read_seg
+from plaquenet.io.masks import is_anatomy, read_png_masks, read_rtstruct, read_seg
+from plaquenet.io.nifti import read_nifti
+from plaquenet.io.orientation import to_cohort
 from plaquenet.io.study import read_patient
 
 
@@ -118,3 +120,82 @@ def test_nifti_mask_of_another_geometry_is_an_error(tmp_path):
     F.write_nifti(folder / "lesion_mask.nii.gz", F.lesion_mask_shw()[:3], dtype=np.uint8)
     with pytest.raises(InputError, match=r"mask of shape \(3, 16, 20\) \(S, H, W\), the FLAIR is \(4, 16, 20\)"):
         read_patient(folder, "P001")
+
+
+@pytest.mark.parametrize("axcodes", [("R", "A", "S"), ("A", "R", "I"), ("S", "L", "P")])
+def test_seg_of_the_dicom_series_fits_its_nifti_in_any_voxel_order(tmp_path, axcodes):
+    # the SEG was drawn on the DICOM series; the patient folder holds the NIfTI of the same volume
+    folder = tmp_path / "patient"
+    folder.mkdir()
+    F.write_seg(folder / "outlines.dcm", F.write_dicom_series(tmp_path / "dicom"))
+    F.write_nifti(folder / "flair.nii.gz", F.expected_flair_shw(), axcodes=axcodes)
+    np.testing.assert_array_equal(read_patient(folder, "P001").mask_shw, F.lesion_mask_shw())
+
+
+def test_seg_of_another_pixel_spacing_is_an_error(tmp_path):
+    paths = F.write_dicom_series(tmp_path / "flair")
+    seg_path = F.write_seg(tmp_path / "seg.dcm", paths)
+    ds = pydicom.dcmread(seg_path)
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing = [F.ROW_MM, 2 * F.COL_MM]
+    ds.save_as(seg_path)
+    with pytest.raises(InputError, match="seg.dcm: a SEG frame's pixels are not the image's voxels"):
+        read_seg(seg_path, image_of(paths))
+
+
+@pytest.mark.parametrize("name, anatomy", [("BODY", True), ("brain_mask", True), ("Skin outline", True),
+                                           ("Head", True), ("MS plaques", False), ("Brain lesions", False),
+                                           ("Brainstem", False), ("lesion 3", False)])
+def test_is_anatomy(name, anatomy):
+    assert is_anatomy(name) == anatomy
+
+
+def test_rtstruct_skips_anatomy_rois_and_unites_the_lesion_rois(tmp_path):
+    paths = F.write_dicom_series(tmp_path / "flair")
+    rt = F.write_rtstruct(tmp_path / "rt.dcm", paths)
+    head = {k: [(0, F.ROWS - 1, 0, F.COLS - 1)] for k in range(F.SLICES)}
+    F.add_rtstruct_roi(rt, paths, "Patient", "EXTERNAL", head)  # skipped for its type
+    F.add_rtstruct_roi(rt, paths, "Brain", "ORGAN", head)  # skipped for its name
+    F.add_rtstruct_roi(rt, paths, "lesion 2", "ORGAN", {0: [(10, 12, 1, 3)]})  # one ROI per lesion: united
+    expected = F.lesion_mask_shw()
+    expected[0, 10:13, 1:4] = 1
+    np.testing.assert_array_equal(read_rtstruct(rt, image_of(paths)), expected.transpose(2, 1, 0))
+
+
+def test_seg_skips_anatomy_segments_and_unites_the_others(tmp_path):
+    paths = F.write_dicom_series(tmp_path / "flair")
+    second = np.zeros_like(F.lesion_mask_shw())
+    second[0, 10:13, 1:4] = 1
+    seg = F.write_seg(tmp_path / "seg.dcm", paths, segments={
+        "Brain": np.ones_like(second), "plaque": F.lesion_mask_shw(), "lesion 2": second})
+    np.testing.assert_array_equal(read_seg(seg, image_of(paths)), (F.lesion_mask_shw() | second).transpose(2, 1, 0))
+
+
+@pytest.mark.parametrize("data, message", [(None, "a contour without ContourData"),
+                                           ([0.0] * 10, "a contour with 10 ContourData values, not x, y, z triplets")])
+def test_malformed_contour_is_a_one_line_error(tmp_path, data, message):
+    paths = F.write_dicom_series(tmp_path / "flair")
+    rt = F.write_rtstruct(tmp_path / "rt.dcm", paths)
+    ds = pydicom.dcmread(rt)
+    contour = ds.ROIContourSequence[0].ContourSequence[1]
+    if data is None:
+        del contour.ContourData
+    else:
+        contour.ContourData = data
+    ds.save_as(rt)
+    with pytest.raises(InputError) as err:
+        read_rtstruct(rt, image_of(paths))
+    assert (err.value.path, err.value.problem) == (str(rt), message)
+
+
+def test_rtstruct_mask_does_not_depend_on_the_image_voxel_order(tmp_path):
+    # contour vertices half a pixel off the centres: rounding ties must go the same way in any layout
+    paths = F.write_dicom_series(tmp_path / "dicom")
+    rt = F.write_rtstruct(tmp_path / "rt.dcm", paths)
+    ds = pydicom.dcmread(rt)
+    for contour in ds.ROIContourSequence[0].ContourSequence:
+        contour.ContourData = [v + F.COL_MM / 2 if n % 3 == 0 else v for n, v in enumerate(contour.ContourData)]
+    ds.save_as(rt)
+    expected_shw = np.roll(F.lesion_mask_shw(), 1, axis=2)  # ties go to the next column (patient left)
+    np.testing.assert_array_equal(read_rtstruct(rt, image_of(paths)).transpose(2, 1, 0), expected_shw)
+    nifti = read_nifti(F.write_nifti(tmp_path / "flair.nii.gz", F.expected_flair_shw(), axcodes=("R", "A", "S")))
+    np.testing.assert_array_equal(to_cohort(read_rtstruct(rt, nifti), nifti.affine_ras)[0], expected_shw)
