@@ -815,7 +815,7 @@ def _fake_patient(seed: int, patient: int, taken: Sequence[str]) -> FakePatient:
     )
 
 
-def write_phantom(out, n_patients: int = 6, n_slices: int = 20, seed: int = 0) -> Path:
+def write_phantom(out, n_patients: int = 10, n_slices: int = 20, seed: int = 0) -> Path:
     """Write the synthetic cohort under `out` (layout in the module docstring),
     atomically: the whole folder appears at once or not at all."""
     if n_patients < 1:
