@@ -5,9 +5,8 @@ metric is taken once (the paper's figure: one F-measure for the test set).
 Per case: the metric of each patient (its slices pooled), then the mean and
 standard deviation over patients.
 
-Lesion-wise metrics (paper §5: "whether a lesion has been detected or not",
-connected components in mask and output) belong here too; they are the
-next step and not computed yet.
+Lesion-wise metrics (paper §5: "whether a lesion has been detected or not")
+are in `lesions.py`.
 """
 
 from __future__ import annotations

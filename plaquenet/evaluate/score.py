@@ -6,7 +6,8 @@ in the paper (§3.3, §4.1, §4.3, §5), written to one self-describing folder.
        (and the same for the raw normalised intensity: the §5 baseline)
     2. training tiles: the threshold the paper tried first and dropped (§4.3)
     3. test scans: precision, recall, F-measure at those thresholds, pooled
-       and per patient; the best and the worst slice for the figures
+       and per patient; the best and the worst slice for the figures; lesion-wise
+       detection at the network threshold (§5, evaluate/lesions.py)
     4. out/: results.json, per_patient.csv, *.png, report.html
 
 One patient volume is in memory at a time. The training outputs are cached
@@ -37,6 +38,7 @@ from ..progress import progress
 from ..report.figures import precision_recall_figure, raw_threshold_figure, save_png, slice_outcome_figure
 from ..report.html import write_report
 from .inference import Forward, count_tiles, forward_lesion_slices, threshold_from_tiles, training_tile_files
+from .lesions import LesionCounts, all_rules, lesion_summaries
 from .metrics import PixelCounts, count_pixels, mean_and_std, pixel_metrics
 from .sweep import SweepHistogram, ThresholdChoice, best_f_threshold_two_pass, histogram_curve
 
@@ -58,6 +60,12 @@ DEFINITIONS = {
     "recall": "TP / (TP + FN)",
     "f1": "2 TP / (2 TP + FP + FN)",
     "baseline.raw_intensity": "the normalised input itself thresholded, threshold chosen the same way (§5)",
+    "test.lesion": "§5 lesion-wise detection at the network threshold, per test patient with plaques, in 3D: connected "
+                   "components of the mask and of the output on the slices with plaques (other slices count "
+                   "as unmarked); rules msseg2016 (Commowick et al. 2018: alpha 0.10, beta 0.70, gamma 0.65, "
+                   "components > 3 mm^3, 6-connected) and wmh2017 (any overlap, 26-connected); "
+                   "sensitivity = detected / reference lesions, precision = true / automatic components, "
+                   "pooled over patients; per_patient: mean, std, n. See plaquenet/evaluate/lesions.py",
 }
 
 SNAPSHOT_NAME = re.compile(r"_iter_(\d+)\.caffemodel$")
@@ -204,14 +212,13 @@ def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
             "pixel_from_tiles_threshold": _pixel_record(test["pooled"].get("tiles")),
             "best_slice": _slice_record(test["best"]),
             "worst_slice": _slice_record(test["worst"]),
+            "lesion": lesion_summaries(test["lesions"]),
         },
         "baseline": {"raw_intensity": {
             "threshold": thresholds["baseline"],
             "train": {"pixel": _pixel_record(_choice_counts(chosen["baseline"]))},
             "test": split_results(test["pooled"]["baseline"], test["baseline_rows"]),
         }},
-        # Paper §5: lesion-wise detection (connected components) -- the next step.
-        "lesion_wise": None,
         "paper": PAPER,
         "definitions": DEFINITIONS,
     }
@@ -239,11 +246,16 @@ def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Di
     pooled = {name: PixelCounts() for name in thresholds}
     rows, baseline_rows, scans = [], [], 0
     best = worst = None
+    lesions: Dict[str, Dict[str, LesionCounts]] = {}
     for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="test scans", unit="patient"):
         patient = {name: PixelCounts() for name in thresholds}
         n = 0
+        # §5 lesion-wise: the thresholded output placed in a volume, one patient
+        # at a time; slices without plaques are not forwarded and stay unmarked.
+        marked_shw = np.zeros(scan.mask_shw.shape, bool)
         for s in forward_lesion_slices(scan, forward):
             n += 1
+            marked_shw[s.index] = s.output_hw >= thresholds["network"]
             for name, t in thresholds.items():
                 values = s.image_hw if name == "baseline" else s.output_hw
                 counts = count_pixels(values >= t, s.truth_hw)
@@ -260,8 +272,10 @@ def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Di
             baseline_rows.append(_row(scan.patient, "test", n, patient["baseline"]))
             for name in thresholds:
                 pooled[name] += patient[name]
+            for rule, counts in all_rules(marked_shw, scan.mask_shw, scan.voxel_mm).items():
+                lesions.setdefault(rule, {})[scan.patient] = counts
     return {"pooled": pooled, "rows": rows, "baseline_rows": baseline_rows, "scans": scans,
-            "best": best, "worst": worst}
+            "best": best, "worst": worst, "lesions": lesions}
 
 
 def _row(patient: str, split: str, slices: int, counts: PixelCounts) -> dict:

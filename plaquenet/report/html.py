@@ -78,6 +78,26 @@ def per_patient_table(results: dict) -> str:
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
+LESION_RULES = (("MSSEG-2016 (Commowick et al. 2018)", "msseg2016"), ("WMH-2017 (any overlap)", "wmh2017"))
+
+
+def lesion_table(results: dict) -> str:
+    """Lesion-wise detection on the test patients (§5), one row per rule."""
+    rows = ["<tr><th>rule</th><th>sensitivity</th><th>precision</th><th>F1</th><th>F1 per patient</th>"
+            "<th>reference lesions</th><th>detected</th><th>automatic components</th><th>false positives</th>"
+            "<th>median volume detected / missed (mm&sup3;)</th></tr>"]
+    for label, key in LESION_RULES:
+        r = _get(results, f"test.lesion.{key}") or {}
+        volumes = f"{_fmt(_get(r, 'volume_mm3.detected.median'))} / {_fmt(_get(r, 'volume_mm3.missed.median'))}"
+        rows.append(f"<tr><td>{html.escape(label)}</td>"
+                    + "".join(f"<td>{_fmt(r.get(m))}</td>" for m in ("sensitivity", "precision", "f1"))
+                    + f"<td>{_mean_std(_get(r, 'per_patient.f1'))}</td>"
+                    + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in
+                              ("reference_lesions", "detected", "automatic_components", "false_positives"))
+                    + f"<td>{volumes}</td></tr>")
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
 def run_table(results: dict) -> str:
     keys = ("snapshot", "engine", "device", "deploy", "cohort", "cohort_dir", "date", "plaquenet")
     return "<table>\n" + "\n".join(f"<tr><td>{k}</td><td><code>{_fmt(results.get(k))}</code></td></tr>"
@@ -108,8 +128,11 @@ F-measure on the full training scans (§3.3, §4.3).</p>
 <h2>Per patient (mean &plusmn; std over patients)</h2>
 {per_patient_table(results)}
 <h2>Lesion-wise detection</h2>
-<p>Not computed yet: the paper (§5) proposes counting detected lesions rather than pixels;
-this report gives pixel metrics only.</p>
+<p>The paper (§5) proposes counting detected lesions rather than pixels. Connected components
+in 3D per test patient, at the network threshold, over the slices that contain plaques (the only
+ones scored; other slices count as unmarked). Counts pooled over patients; definitions in
+results.json and <code>plaquenet/evaluate/lesions.py</code>.</p>
+{lesion_table(results)}
 <h2>Figures</h2>
 {figure_html}
 <h2>What was run</h2>

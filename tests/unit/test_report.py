@@ -87,7 +87,8 @@ def test_score_writes_results_figures_and_a_self_contained_report(cohort, tmp_pa
     assert saved["counts"]["train"] == {"patients": 3, "patients_with_plaques": 2, "scans": 4}
     assert saved["counts"]["test"]["scans"] == 4 and saved["counts"]["tiles"] == 5
     assert saved["paper"]["test"]["pixel"]["f1"] == 0.55
-    assert saved["lesion_wise"] is None
+    for rule in ("msseg2016", "wmh2017"):
+        assert set(saved["test"]["lesion"][rule]) >= {"sensitivity", "precision", "f1", "reference_lesions"}
 
     # The identity network *is* the raw-intensity baseline: same threshold, same scores.
     base = saved["baseline"]["raw_intensity"]
