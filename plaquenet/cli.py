@@ -97,24 +97,55 @@ def _run_train(args):
 
 def _add_score(sub):
     p = sub.add_parser("score", help="full-scan inference, threshold on training scans, F-measure, report")
-    p.add_argument("--snapshot", type=Path, required=True,
-                   help="a .caffemodel, or a run folder (its latest snapshot)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--snapshot", type=Path, help="a .caffemodel, or a run folder (its latest snapshot)")
+    which.add_argument("--all-snapshots", type=Path, metavar="RUN_DIR",
+                       help="score every *_iter_<N>.caffemodel of RUN_DIR for the training curves "
+                            "(paper Fig. 5: curves.csv, curves.png); the latest one in full")
     p.add_argument("--cohort", type=Path, default=Path("data/current"))
     p.add_argument("--deploy", type=Path, default=Path("prototxt/plaquenet_deploy.prototxt"))
     p.add_argument("--engine", choices=["torch"], default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/score")
+    p.add_argument("--save-probabilities", type=Path, default=None, metavar="DIR",
+                   help="also write every patient's probability volume to DIR/<patient>.nii.gz "
+                        "(every slice forwarded, not only those with plaques: slower)")
     p.add_argument("--force", action="store_true")
 
 
 def _run_score(args):
     from .evaluate.score import score
 
-    results = score(args.snapshot, cohort_dir=args.cohort, deploy=args.deploy, engine=args.engine,
-                    device=args.device, out=args.out, force=args.force)
+    results = score(args.all_snapshots or args.snapshot, cohort_dir=args.cohort, deploy=args.deploy,
+                    engine=args.engine, device=args.device, out=args.out, force=args.force,
+                    all_snapshots=args.all_snapshots is not None, probabilities_dir=args.save_probabilities)
     f1, paper = results["test"]["pixel"]["f1"], results["paper"]["test"]["pixel"]["f1"]
     print(f"test F-measure {f1:.4f} at threshold {results['threshold']:.4g} (paper: {paper}); "
           f"report: {results['out']}/report.html")
+
+
+# --- segment ---------------------------------------------------------------
+
+def _add_segment(sub):
+    p = sub.add_parser("segment", help="a trained net on one new study -> NIfTI masks, DICOM SEG, lesion table")
+    p.add_argument("study", type=Path, help="one patient folder: DICOM FLAIR series or NIfTI (no outlines needed)")
+    p.add_argument("--snapshot", type=Path, required=True,
+                   help="a .caffemodel, or a run folder (its latest snapshot)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="plaque where output >= this (default: RUN_DIR/score/results.json)")
+    p.add_argument("--out", type=Path, default=None, help="folder to write (default: ./segment-out)")
+    p.add_argument("--deploy", type=Path, default=Path("prototxt/plaquenet_deploy.prototxt"))
+    p.add_argument("--min-lesion-mm3", type=float, default=0.0, help="drop lesions smaller than this")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+
+
+def _run_segment(args):
+    from .segment import DEFAULT_OUT, segment
+
+    result = segment(args.study, args.snapshot, out=args.out or DEFAULT_OUT, threshold=args.threshold,
+                     deploy=args.deploy, min_lesion_mm3=args.min_lesion_mm3, device=args.device, force=args.force)
+    print(result)
 
 
 # ---------------------------------------------------------------------------
@@ -125,6 +156,7 @@ COMMANDS = {
     "tiles": (_add_tiles, _run_tiles),
     "train": (_add_train, _run_train),
     "score": (_add_score, _run_score),
+    "segment": (_add_segment, _run_segment),
 }
 
 

@@ -54,6 +54,18 @@ def forward_lesion_slices(scan: Scan, forward: Forward) -> Iterator[LesionSlice]
                           apply_network(forward, image_shw[s]))
 
 
+def forward_volume(scan: Scan, forward: Forward) -> np.ndarray:
+    """The network's output on EVERY slice of `scan`, float32 (S, H, W) in [0, 1]:
+    the whole probability volume (for --save-probabilities), same input as
+    `forward_lesion_slices`. Costs S forwards, where scoring costs only the
+    slices with plaques."""
+    image_shw = normalise_intensity(scan.flair_shw)
+    output_shw = np.empty(image_shw.shape, np.float32)
+    for s in range(len(image_shw)):
+        output_shw[s] = apply_network(forward, image_shw[s])
+    return output_shw
+
+
 def training_tile_files(cohort_dir) -> List[Path]:
     """The HDF5 tile files of the training set: those listed in
     COHORT/tiles/train.txt (Caffe's HDF5Data source; a line is found as written,

@@ -9,6 +9,10 @@ in the paper (§3.3, §4.1, §4.3, §5), written to one self-describing folder.
        and per patient; the best and the worst slice for the figures; lesion-wise
        detection at the network threshold (§5, evaluate/lesions.py)
     4. out/: results.json, per_patient.csv, *.png, report.html
+    5. optional: every snapshot of the run scored for the training curves
+       (Fig. 5: steps 1 and 3 at the network threshold only, `snapshot_f_measure`),
+       and the probability volume of every patient as NIfTI
+       (`save_probabilities`: every slice forwarded, not only those with plaques)
 
 One patient volume is in memory at a time. The training outputs are cached
 on disk (inside the folder being written, removed before it is renamed in
@@ -23,7 +27,6 @@ import dataclasses
 import datetime
 import json
 import math
-import re
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -32,12 +35,15 @@ import numpy as np
 
 from .. import __version__
 from ..atomic import atomic_path, refuse_existing
-from ..cohort import cohort_file, cohort_name, iter_scans, read_split, split_file
+from ..cohort import cohort_file, cohort_name, iter_scans, patient_ids, read_split, split_file
 from ..errors import InputError
 from ..progress import progress
-from ..report.figures import precision_recall_figure, raw_threshold_figure, save_png, slice_outcome_figure
+from ..report.figures import (precision_recall_figure, raw_threshold_figure, save_png, slice_outcome_figure,
+                              training_curves_figure)
 from ..report.html import write_report
-from .inference import Forward, count_tiles, forward_lesion_slices, threshold_from_tiles, training_tile_files
+from .curves import SnapshotScore, TrainingCurve, read_training_loss, snapshots_by_iteration, write_curves_csv
+from .inference import (Forward, count_tiles, forward_lesion_slices, forward_volume, threshold_from_tiles,
+                        training_tile_files)
 from .lesions import LesionCounts, all_rules, lesion_summaries
 from .metrics import PixelCounts, count_pixels, mean_and_std, pixel_metrics
 from .sweep import SweepHistogram, ThresholdChoice, best_f_threshold_two_pass, histogram_curve
@@ -68,19 +74,12 @@ DEFINITIONS = {
                    "pooled over patients; per_patient: mean, std, n. See plaquenet/evaluate/lesions.py",
 }
 
-SNAPSHOT_NAME = re.compile(r"_iter_(\d+)\.caffemodel$")
-
-
 def latest_snapshot(path) -> Path:
     """`path` if it is a .caffemodel; for a run folder its `*_iter_<N>.caffemodel`
     with the largest N (iteration number, not name order: iter_1000 > iter_200)."""
     path = Path(path)
     if path.is_dir():
-        found = [(int(m.group(1)), p.name, p) for p in path.glob("*_iter_*.caffemodel")
-                 for m in [SNAPSHOT_NAME.search(p.name)] if m]
-        if not found:
-            raise InputError(path, "no *_iter_<N>.caffemodel snapshot in this run folder")
-        return max(found)[2]
+        return snapshots_by_iteration(path)[-1][1]
     if path.is_file():
         if path.suffix != ".caffemodel":
             raise InputError(path, "not a .caffemodel (give the weights snapshot or its run folder)")
@@ -98,13 +97,8 @@ def load_forward(engine: str, deploy, snapshot, device: str = "cpu") -> Forward:
     return load_deploy(deploy, snapshot, device=device)
 
 
-def score(snapshot, cohort_dir="data/current", deploy="prototxt/plaquenet_deploy.prototxt", engine="torch",
-          device="cpu", out=None, force=False) -> dict:
-    """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
-    write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns."""
-    snapshot = latest_snapshot(snapshot)
-    out = Path(out) if out is not None else snapshot.parent / "score"
-    refuse_existing(out, force)  # before loading the net: fail fast
+def load_checked_forward(engine: str, deploy, snapshot, device: str = "cpu") -> Forward:
+    """load_forward, its output checked to be finite (InputError naming the snapshot)."""
     net = load_forward(engine, deploy, snapshot, device)
 
     def forward(image_hw):
@@ -112,15 +106,51 @@ def score(snapshot, cohort_dir="data/current", deploy="prototxt/plaquenet_deploy
         if not np.isfinite(output).all():  # a diverged snapshot: NaN would corrupt the sweep's order
             raise InputError(snapshot, "the network's output holds NaN/inf values (did training diverge?)")
         return output
+    return forward
+
+
+def score(snapshot, cohort_dir="data/current", deploy="prototxt/plaquenet_deploy.prototxt", engine="torch",
+          device="cpu", out=None, force=False, all_snapshots: bool = False,
+          probabilities_dir=None) -> dict:
+    """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
+    write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns.
+
+    all_snapshots: `snapshot` is a run folder; every snapshot in it is scored
+    for the training curves (Fig. 5: curves.csv, curves.png), the latest one in full.
+    probabilities_dir: a folder to write `<patient>.nii.gz` probability
+    volumes of every patient into (see `save_probabilities`)."""
+    run_snapshots = snapshots_by_iteration(snapshot) if all_snapshots else None
+    snapshot = latest_snapshot(snapshot)
+    out = Path(out) if out is not None else snapshot.parent / "score"
+    refuse_existing(out, force)  # before loading the net: fail fast
+    if probabilities_dir is not None:
+        refuse_existing(probabilities_dir, force)
     about = {"snapshot": str(snapshot), "engine": engine, "device": device, "deploy": str(deploy)}
-    return score_with_forward(forward, cohort_dir, out, force=force, about=about)
+    forward = load_checked_forward(engine, deploy, snapshot, device)
+    curve = None
+    if run_snapshots is not None:
+        loss = read_training_loss(snapshot.parent)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        earlier = [snapshot_f_measure(load_checked_forward(engine, deploy, path, device), cohort_dir, n, path,
+                                      cache_dir=out.parent)
+                   for n, path in progress(run_snapshots[:-1], desc="snapshots", unit="snapshot")]
+        curve = TrainingCurve(loss, earlier)
+    results = score_with_forward(forward, cohort_dir, out, force=force, about=about, curve=curve,
+                                 iteration=run_snapshots[-1][0] if run_snapshots else None)
+    if probabilities_dir is not None:
+        save_probabilities(forward, cohort_dir, probabilities_dir, force=force)
+    return results
 
 
 def score_with_forward(forward: Forward, cohort_dir, out, force: bool = False,
-                       about: Optional[dict] = None) -> dict:
+                       about: Optional[dict] = None, curve: Optional[TrainingCurve] = None,
+                       iteration: Optional[int] = None) -> dict:
     """The whole evaluation with any `forward` (image_hw -> output_hw) in place of
     a loaded snapshot; writes `out` atomically and returns results.json's
-    content (NaN as NaN, not null) plus "out", the folder written."""
+    content (NaN as NaN, not null) plus "out", the folder written.
+
+    curve: the earlier snapshots' scores and the loss; this snapshot (at
+    `iteration`) is added to it and curves.csv, curves.png written."""
     out = Path(out)
     refuse_existing(out, force)
     split = _check_split(cohort_dir)
@@ -130,8 +160,55 @@ def score_with_forward(forward: Forward, cohort_dir, out, force: bool = False,
         with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=tmp) as cache:
             results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache))
         results = {"snapshot": None, "engine": None, **(about or {}), **results}
-        _write_score_dir(tmp, results, rows, views, curves)
+        if curve is not None:
+            latest = SnapshotScore(iteration, str(results["snapshot"]), results["threshold"],
+                                   results["train"]["pixel"]["f1"], results["test"]["pixel"]["f1"])
+            curve = TrainingCurve(curve.loss, [*curve.snapshots, latest])
+            results["training_curve"] = [dataclasses.asdict(s) for s in curve.snapshots]
+        _write_score_dir(tmp, results, rows, views, curves, curve)
     return {**results, "out": str(out)}
+
+
+def snapshot_f_measure(forward: Forward, cohort_dir, iteration: int, snapshot, cache_dir=None) -> SnapshotScore:
+    """One point of the training curves (Fig. 5), without the figures and the
+    report: the threshold with the best F on the full training scans (§3.3) and
+    the pooled pixel F-measure on the training and the test scans at it, computed
+    exactly as `score_with_forward` does. Training outputs are cached under
+    `cache_dir` (removed on return), one patient in memory at a time."""
+    split = _check_split(cohort_dir)
+    with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=cache_dir) as cache:
+        train = _training_pass(forward, cohort_dir, split["train"], Path(cache))
+        choice = _best_threshold(train, "output_shw")
+    test = _test_pass(forward, cohort_dir, split["test"], {"network": choice.threshold}, lesions=False)
+    return SnapshotScore(int(iteration), str(snapshot), choice.threshold,
+                         pixel_metrics(_choice_counts(choice))["f1"], pixel_metrics(test["pooled"]["network"])["f1"])
+
+
+def save_probabilities(forward: Forward, cohort_dir, out_dir, force: bool = False,
+                       patients: Optional[List[str]] = None) -> List[Path]:
+    """The network's output on every slice of every patient (default: all of the
+    cohort, train and test), one float32 NIfTI `<patient>.nii.gz` each, array
+    (W, H, S) with the cohort's `affine_whs` (cohort.py), so viewers overlay it
+    on the imported FLAIR. Unlike scoring, which forwards only the slices with
+    plaques (§4.1), every slice is forwarded: this costs S forwards per patient,
+    and only when asked. One volume in memory at a time; the folder is written
+    atomically (renamed into place when all are written)."""
+    import nibabel as nib
+
+    out_dir = Path(out_dir)
+    refuse_existing(out_dir, force)
+    patients = patient_ids(cohort_dir) if patients is None else list(patients)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="probabilities",
+                             unit="patient"):
+            output_whs = forward_volume(scan, forward).transpose(2, 1, 0)
+            image = nib.Nifti1Image(output_whs, np.asarray(scan.affine_whs, dtype=np.float64))
+            image.header.set_xyzt_units("mm")
+            image.header.set_data_dtype(np.float32)
+            nib.save(image, str(tmp / f"{scan.patient}.nii.gz"))
+            del output_whs, image
+    return [out_dir / f"{p}.nii.gz" for p in patients]
 
 
 # --- the evaluation --------------------------------------------------------
@@ -240,13 +317,15 @@ def _training_rows(train: TrainingPass, threshold: float) -> List[dict]:
     return rows
 
 
-def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Dict[str, float]) -> dict:
+def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Dict[str, float],
+               lesions: bool = True) -> dict:
     """Counts at each threshold, pooled and per patient, and the slices with the
-    best and the worst F-measure at the network threshold (first of equals)."""
+    best and the worst F-measure at the network threshold (first of equals);
+    lesion-wise counts unless `lesions` is False (the training curves skip them)."""
     pooled = {name: PixelCounts() for name in thresholds}
     rows, baseline_rows, scans = [], [], 0
     best = worst = None
-    lesions: Dict[str, Dict[str, LesionCounts]] = {}
+    by_rule: Dict[str, Dict[str, LesionCounts]] = {}
     for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="test scans", unit="patient"):
         patient = {name: PixelCounts() for name in thresholds}
         n = 0
@@ -269,13 +348,15 @@ def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Di
         if n:
             scans += n
             rows.append(_row(scan.patient, "test", n, patient["network"]))
-            baseline_rows.append(_row(scan.patient, "test", n, patient["baseline"]))
+            if "baseline" in thresholds:
+                baseline_rows.append(_row(scan.patient, "test", n, patient["baseline"]))
             for name in thresholds:
                 pooled[name] += patient[name]
-            for rule, counts in all_rules(marked_shw, scan.mask_shw, scan.voxel_mm).items():
-                lesions.setdefault(rule, {})[scan.patient] = counts
+            if lesions:
+                for rule, counts in all_rules(marked_shw, scan.mask_shw, scan.voxel_mm).items():
+                    by_rule.setdefault(rule, {})[scan.patient] = counts
     return {"pooled": pooled, "rows": rows, "baseline_rows": baseline_rows, "scans": scans,
-            "best": best, "worst": worst, "lesions": lesions}
+            "best": best, "worst": worst, "lesions": by_rule}
 
 
 def _row(patient: str, split: str, slices: int, counts: PixelCounts) -> dict:
@@ -312,20 +393,50 @@ def _check_test_has_lesions(cohort_dir, patients: List[str]) -> None:
 
 # --- writing ---------------------------------------------------------------
 
-def _write_score_dir(out: Path, results: dict, rows: List[dict], views: dict, curves: dict) -> None:
+def _write_score_dir(out: Path, results: dict, rows: List[dict], views: dict, curves: dict,
+                     training_curve: Optional[TrainingCurve] = None) -> None:
     (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2) + "\n")
-    _write_per_patient(out / "per_patient.csv", rows)
+    _write_per_patient(out / "per_patient.csv", rows, results["test"].get("lesion") or {})
     figures = _write_figures(out, results, views, curves)
+    if training_curve is not None:
+        figures.append(_write_training_curves(out, training_curve))
     write_report(out / "report.html", _json_safe(results), figures)
 
 
-def _write_per_patient(path: Path, rows: List[dict]) -> None:
-    columns = ["patient", "split", "slices", "precision", "recall", "f1", "tp", "fp", "fn"]
+LESION_COLUMNS = ("sensitivity", "precision", "f1")
+
+
+def _write_per_patient(path: Path, rows: List[dict], lesion: Dict[str, dict]) -> None:
+    """Pixel metrics per patient; for test patients also the lesion-wise
+    metrics of each rule (columns lesion_<rule>_<metric>, empty for training rows)."""
+    by_patient = {(rule, r["patient"]): r for rule, summary in lesion.items() for r in summary.get("patients", [])}
+    lesion_columns = [f"lesion_{rule}_{m}" for rule in lesion for m in LESION_COLUMNS]
+    columns = ["patient", "split", "slices", "precision", "recall", "f1", "tp", "fp", "fn", *lesion_columns]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
+            row = dict(row)
+            for rule in lesion:
+                found = by_patient.get((rule, row["patient"])) if row["split"] == "test" else None
+                for m in LESION_COLUMNS:
+                    row[f"lesion_{rule}_{m}"] = found[m] if found else ""
             writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
+
+
+def _write_training_curves(out: Path, curve: TrainingCurve) -> tuple:
+    """curves.csv and curves.png (Fig. 5); returns the report's (caption, path)."""
+    write_curves_csv(out / "curves.csv", curve.snapshots)
+    loss = curve.loss
+    snaps = curve.snapshots
+    fig = training_curves_figure(loss.iteration if loss else None, loss.loss if loss else None,
+                                 [s.iteration for s in snaps], [s.test_f1 for s in snaps],
+                                 [s.train_f1 for s in snaps], loss_label="smoothed training loss")
+    path = save_png(fig, out / "curves.png")
+    source = f"from {loss.source.name}" if loss else "not logged"
+    return (f"Paper Fig. 5: training loss per iteration ({source}, top) and the pixel F-measure of each "
+            "snapshot on the test scans (bottom, at the threshold chosen on the training scans for that "
+            "snapshot; dashed: training scans).", path)
 
 
 def _write_figures(out: Path, results: dict, views: dict, curves: dict) -> list:

@@ -180,8 +180,10 @@ def resample_scan(scan: Scan, shape_hw: Tuple[int, int]) -> Scan:
 
 # --- discovery -------------------------------------------------------------
 
-def discover_patient(folder: Path) -> PatientFiles:
-    """Sort the files below `folder` into FLAIR and outlines; InputError when absent or ambiguous."""
+def discover_patient(folder: Path, need_outlines: bool = True) -> PatientFiles:
+    """Sort the files below `folder` into FLAIR and outlines; InputError when absent or ambiguous.
+
+    need_outlines=False (`plaquenet segment`): outlines are not looked for (outline_kind "")."""
     files = sorted(p for p in folder.rglob("*") if p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     niftis = [p for p in files if is_nifti(p)]
@@ -203,6 +205,8 @@ def discover_patient(folder: Path) -> PatientFiles:
         raise InputError(folder, "ambiguous: found FLAIR as a DICOM series and as NIfTI")
     if not series and not flair_nifti:
         raise InputError(folder, "no FLAIR found (no MR DICOM series, no NIfTI volume)")
+    if not need_outlines:
+        return PatientFiles(folder, series, flair_nifti, "", [])
     kind, paths = _one_outline_kind(folder, outlines)
     if kind == "PNG":
         paths = sorted(p for p in paths[0].iterdir() if p.suffix.lower() == ".png" and not p.name.startswith("."))

@@ -97,6 +97,33 @@ def precision_recall_figure(curves: Dict[str, dict], title: str = "") -> Figure:
     return fig
 
 
+def training_curves_figure(loss_iteration, loss, snapshot_iteration, test_f1, train_f1=None,
+                           loss_label: str = "training loss") -> Figure:
+    """Paper Fig. 5: the training loss per iteration (top) above the pixel
+    F-measure of each snapshot on the test scans (bottom), iterations shared.
+    loss_iteration/loss: (K,) arrays, or None when no loss was logged;
+    snapshot_iteration, test_f1, train_f1: (M,) arrays."""
+    fig = Figure(figsize=(7.0, 6.0))
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    if loss_iteration is not None and len(loss_iteration):
+        top.plot(loss_iteration, loss, lw=1.0, color="tab:blue")
+    else:
+        top.text(0.5, 0.5, "no training loss logged (train.csv / train.log)", ha="center", va="center",
+                 transform=top.transAxes, fontsize=9)
+    top.set_ylabel(loss_label)
+    top.grid(alpha=0.3)
+    bottom.plot(snapshot_iteration, test_f1, "o-", color="tab:red", label="test F-measure")
+    if train_f1 is not None:
+        bottom.plot(snapshot_iteration, train_f1, "s--", color="tab:gray", ms=4, label="train F-measure")
+    bottom.set_xlabel("iteration")
+    bottom.set_ylabel("pixel F-measure")
+    bottom.set_ylim(0, 1)
+    bottom.grid(alpha=0.3)
+    bottom.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def save_png(fig: Figure, path) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=100)

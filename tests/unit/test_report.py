@@ -118,6 +118,18 @@ def test_score_writes_results_figures_and_a_self_contained_report(cohort, tmp_pa
     assert [(r["patient"], r["split"], r["slices"]) for r in rows] == [
         ("P001", "train", "2"), ("P002", "train", "2"), ("P004", "test", "1"), ("P005", "test", "3")]
     assert set(rows[0]) >= {"patient", "split", "slices", "precision", "recall", "f1"}
+    # Lesion-wise metrics per test patient, from results.json; empty for training rows.
+    for rule in ("msseg2016", "wmh2017"):
+        per_patient = {r["patient"]: r for r in saved["test"]["lesion"][rule]["patients"]}
+        for row in rows:
+            for m in ("sensitivity", "precision", "f1"):
+                value = row[f"lesion_{rule}_{m}"]
+                if row["split"] == "train":
+                    assert value == ""
+                else:
+                    expected = per_patient[row["patient"]][m]
+                    assert (value == "" and expected is None) or float(value) == pytest.approx(expected)
+    assert any(row["lesion_wmh2017_f1"] for row in rows)
 
     for png in ("best_test_slice.png", "worst_test_slice.png", "raw_intensity_thresholds.png",
                 "precision_recall_train.png"):

@@ -1,0 +1,292 @@
+"""A trained net on a new study (`plaquenet segment`): masks for viewers.
+
+STUDY is one patient folder, read by the same content rules as `plaquenet
+import` (`io.study.discover_patient`), outlines not needed: a DICOM FLAIR
+series or a NIfTI volume. Every slice (not only those with plaques) goes
+through the deploy net after the same per-volume `normalise_intensity` as
+training and scoring; a voxel is plaque where the output >= the threshold
+(default: the one `plaquenet score` chose, `<run dir>/score/results.json`).
+Plaques are 3D connected components (26-connectivity); `min_lesion_mm3`
+drops the smaller ones.
+
+OUT (written atomically, one folder) holds
+
+    mask.nii.gz         uint8 0/1, the source's voxel order and affine
+    probability.nii.gz  float32 network output, same grid
+    segmentation.dcm    DICOM input only: a DICOM SEG (BINARY, one segment
+                        "MS plaques") on the source series, for PACS/Slicer/OHIF.
+                        A SEG carries its source's patient and study modules
+                        by design (that is how a viewer attaches it): the one
+                        file here with patient data, for the hospital's systems.
+    lesions.csv         one row per lesion: volume, slices, centroid
+    overlays/slice_<s>.png  each slice with plaques, mask in colour
+    segment.json        threshold, snapshot, counts (no header field, no path
+                        of the study)
+
+Indices s, h, w are the cohort's (0-based; s inferior -> superior, each slice
+as a radiologist sees it); nothing from a DICOM header or the study's folder
+name reaches any file but the SEG.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import nibabel as nib
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_path, refuse_existing
+from .cohort import normalise_intensity
+from .errors import InputError
+from .evaluate.inference import Forward, apply_network
+from .evaluate.lesions import lesion_components
+from .evaluate.score import latest_snapshot, load_forward
+from .io.dicom import read_dicom_series
+from .io.nifti import read_nifti
+from .io.orientation import SourceVolume, check_axial, from_cohort, to_cohort, voxel_mm
+from .io.study import discover_patient
+from .progress import progress
+
+DEFAULT_OUT = Path("segment-out")
+CONNECTIVITY = 26  # fully connected, as the WMH challenge counts lesions
+SEGMENT_LABEL = "MS plaques"
+OVERLAY_COLOUR_BGR = (0, 0, 255)
+OUTLINE_COLOUR_BGR = (0, 255, 255)
+
+
+@dataclasses.dataclass
+class Lesion:
+    """One 3D connected component of the thresholded output."""
+
+    number: int  # 1.., in scan order (first voxel in s, h, w order)
+    voxels: int
+    volume_mm3: float
+    first_slice: int  # s
+    last_slice: int  # s
+    centroid_shw: Tuple[float, float, float]  # voxel indices
+    centroid_ras_mm: Tuple[float, float, float]  # NIfTI world coordinates
+
+
+@dataclasses.dataclass
+class SegmentResult:
+    out: Path
+    threshold: float
+    lesions: List[Lesion]
+    mask_shw: np.ndarray  # uint8 (S, H, W), 0/1, after the size filter
+    probability_shw: np.ndarray  # float32 (S, H, W)
+
+    @property
+    def total_volume_mm3(self) -> float:
+        return float(sum(lesion.volume_mm3 for lesion in self.lesions))
+
+    def __str__(self) -> str:
+        return (f"{len(self.lesions)} lesions, {self.total_volume_mm3:.1f} mm^3 in total "
+                f"(threshold {self.threshold:.4g}) -> {self.out}")
+
+
+def segment(study, snapshot, out=DEFAULT_OUT, threshold: Optional[float] = None,
+            deploy="prototxt/plaquenet_deploy.prototxt", min_lesion_mm3: float = 0.0, device: str = "cpu",
+            force: bool = False) -> SegmentResult:
+    """Segment one patient's study with a snapshot (a .caffemodel or a run folder: its latest);
+    write OUT atomically (see the module docstring). InputError on any bad input."""
+    study, out = Path(study), Path(out)
+    if not study.is_dir():
+        raise InputError(study, "not a folder (give one patient's study folder)")
+    if min_lesion_mm3 < 0 or not math.isfinite(min_lesion_mm3):
+        raise InputError("--min-lesion-mm3", f"must be a volume >= 0, got {min_lesion_mm3}")
+    snapshot = latest_snapshot(snapshot)
+    threshold_from = "--threshold" if threshold is not None else str(results_file(snapshot))
+    threshold = stored_threshold(snapshot) if threshold is None else float(threshold)
+    if not math.isfinite(threshold):
+        raise InputError("--threshold", f"must be a number, got {threshold}")
+    refuse_existing(out, force)  # before the slow part: fail fast
+    image, headers = read_study(study)
+    flair_shw, affine_whs = to_cohort(image.data_ijk, image.affine_ras)
+    check_axial(image.path, affine_whs)
+    if not np.isfinite(flair_shw).all():
+        raise InputError(image.path, "NaN/inf voxels in the FLAIR volume")
+    forward = load_forward("torch", deploy, snapshot, device)
+    probability_shw = network_output(forward, flair_shw, snapshot)
+    mask_shw, lesions = plaques(probability_shw, threshold, affine_whs, min_lesion_mm3)
+    result = SegmentResult(out, threshold, lesions, mask_shw, probability_shw)
+    about = {"snapshot": str(snapshot), "deploy": str(deploy), "device": device, "threshold": threshold,
+             "threshold_from": threshold_from,
+             "min_lesion_mm3": min_lesion_mm3, "connectivity": CONNECTIVITY,
+             "flair_source": "dicom" if headers else "nifti", "shape_shw": list(flair_shw.shape),
+             "voxel_mm": list(voxel_mm(affine_whs))}
+    write_outputs(out, result, image, headers, normalise_intensity(flair_shw), about)
+    return result
+
+
+# --- input -----------------------------------------------------------------
+
+def results_file(snapshot: Path) -> Path:
+    return Path(snapshot).parent / "score" / "results.json"
+
+
+def stored_threshold(snapshot: Path) -> float:
+    """The threshold `plaquenet score` chose for this run (§3.3: best F on the training scans)."""
+    path = results_file(snapshot)
+    if not path.is_file():
+        raise InputError(path, "no score results to take the threshold from (run `plaquenet score` "
+                               "or give --threshold)")
+    try:
+        value = float(json.loads(path.read_text())["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(path, f"no readable 'threshold' ({type(e).__name__}: {e})") from None
+    if not math.isfinite(value):
+        raise InputError(path, f"threshold is {value}")
+    return value
+
+
+def read_study(folder: Path) -> Tuple[SourceVolume, Optional[list]]:
+    """The FLAIR of one patient folder -> (SourceVolume, the DICOM headers in its slice order k,
+    or None for NIfTI)."""
+    found = discover_patient(Path(folder), need_outlines=False)
+    if not found.flair_dicom:
+        return read_nifti(found.flair_nifti), None
+    image = read_dicom_series([p for p, _ in found.flair_dicom], [h for _, h in found.flair_dicom])
+    by_uid = {str(h.SOPInstanceUID): h for _, h in found.flair_dicom}
+    return image, [by_uid[uid] for uid in image.sop_uids]
+
+
+# --- the net and its plaques -------------------------------------------------
+
+def network_output(forward: Forward, flair_shw: np.ndarray, where="network") -> np.ndarray:
+    """Network output (S, H, W) float32 on every slice of the volume, normalised as in training."""
+    image_shw = normalise_intensity(flair_shw)
+    output_shw = np.empty(image_shw.shape, np.float32)
+    for s in progress(range(len(image_shw)), desc="segment", unit="slice"):
+        output_shw[s] = apply_network(forward, image_shw[s])
+    if not np.isfinite(output_shw).all():
+        raise InputError(where, "the network's output holds NaN/inf values (did training diverge?)")
+    return output_shw
+
+
+def plaques(probability_shw: np.ndarray, threshold: float, affine_whs: np.ndarray,
+            min_lesion_mm3: float = 0.0) -> Tuple[np.ndarray, List[Lesion]]:
+    """Threshold (plaque where output >= threshold), label 3D components, drop those smaller
+    than `min_lesion_mm3`. Returns (mask_shw uint8 0/1, lesions in scan order); ([], empty
+    mask) when nothing reaches the threshold."""
+    vox_mm = voxel_mm(affine_whs)
+    labels_shw, n = lesion_components(probability_shw >= threshold, vox_mm, CONNECTIVITY)
+    voxel_mm3 = float(np.prod(vox_mm))
+    counts = np.bincount(labels_shw.ravel(), minlength=n + 1)
+    keep = counts * voxel_mm3 >= min_lesion_mm3 * (1 - 1e-9)  # tolerance: DS spacings are decimal
+    keep[0] = False
+    relabel = np.zeros(n + 1, np.int32)
+    relabel[keep] = np.arange(1, int(keep.sum()) + 1)
+    labels_shw = relabel[labels_shw]
+    return (labels_shw > 0).astype(np.uint8), lesion_table(labels_shw, int(keep.sum()), affine_whs)
+
+
+def lesion_table(labels_shw: np.ndarray, n: int, affine_whs: np.ndarray) -> List[Lesion]:
+    """One Lesion per label 1..n of a (S, H, W) label volume."""
+    from scipy import ndimage
+
+    voxel_mm3 = float(np.prod(voxel_mm(affine_whs)))
+    lesions = []
+    for number, where in enumerate(ndimage.find_objects(labels_shw, max_label=n), start=1):
+        voxels = np.argwhere(labels_shw[where] == number) + [sl.start for sl in where]
+        centroid_shw = voxels.mean(axis=0)
+        s, h, w = centroid_shw
+        ras = (np.asarray(affine_whs) @ [w, h, s, 1.0])[:3]
+        lesions.append(Lesion(number, len(voxels), len(voxels) * voxel_mm3, int(where[0].start),
+                              int(where[0].stop - 1), tuple(float(v) for v in centroid_shw),
+                              tuple(float(v) for v in ras)))
+    return lesions
+
+
+# --- outputs ---------------------------------------------------------------
+
+def write_outputs(out: Path, result: SegmentResult, image: SourceVolume, headers: Optional[list],
+                  image_shw: np.ndarray, about: dict) -> None:
+    """Everything of the module docstring into `out`, atomically."""
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        write_nifti_like(tmp / "mask.nii.gz", result.mask_shw, image)
+        write_nifti_like(tmp / "probability.nii.gz", result.probability_shw, image)
+        files = ["mask.nii.gz", "probability.nii.gz"]
+        if headers:
+            write_seg(tmp / "segmentation.dcm", result.mask_shw, image, headers)
+            files.append("segmentation.dcm")
+        write_lesion_table(tmp / "lesions.csv", result.lesions)
+        files += ["lesions.csv"] + write_overlays(tmp / "overlays", image_shw, result.mask_shw)
+        summary = {**about, "lesions": len(result.lesions), "total_volume_mm3": result.total_volume_mm3,
+                   "files": files + ["segment.json"]}
+        (tmp / "segment.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def write_nifti_like(path: Path, volume_shw: np.ndarray, image: SourceVolume) -> None:
+    """A cohort-order volume back in the source's voxel order, with the source's affine."""
+    data_ijk = from_cohort(volume_shw, image.affine_ras)
+    img = nib.Nifti1Image(np.ascontiguousarray(data_ijk), image.affine_ras)
+    img.set_qform(image.affine_ras, code=1)  # scanner coordinates, as dcm2niix writes them
+    img.set_sform(image.affine_ras, code=1)
+    nib.save(img, str(path))
+
+
+def write_seg(path: Path, mask_shw: np.ndarray, image: SourceVolume, headers: Sequence) -> None:
+    """DICOM SEG on the source series (headers in slice order k): frames for slices with plaques."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    mask_kji = from_cohort(mask_shw, image.affine_ras).transpose(2, 1, 0).astype(bool)  # (slice, row, col)
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label=SEGMENT_LABEL,
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Lesion, anatomic_regions=[codes.SCT.Brain],
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name="plaquenet", family=codes.cid7162.ArtificialIntelligence, version=__version__))
+    seg = hd.seg.Segmentation(
+        source_images=list(headers), pixel_array=mask_kji, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description], series_instance_uid=generate_uid(), series_number=9901,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="plaquenet",
+        manufacturer_model_name="plaquenet", software_versions=__version__, device_serial_number="0",
+        series_description="plaquenet MS plaques", content_label="PLAQUES",
+        omit_empty_frames=bool(mask_kji.any()))  # an all-empty SEG keeps every frame (none is invalid)
+    seg.save_as(str(path))
+
+
+def write_lesion_table(path: Path, lesions: List[Lesion]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["lesion", "volume_mm3", "voxels", "first_slice", "last_slice", "centroid_s",
+                         "centroid_h", "centroid_w", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"])
+        for lesion in lesions:
+            writer.writerow([lesion.number, f"{lesion.volume_mm3:.4f}", lesion.voxels, lesion.first_slice,
+                             lesion.last_slice, *(f"{v:.2f}" for v in lesion.centroid_shw),
+                             *(f"{v:.2f}" for v in lesion.centroid_ras_mm)])
+
+
+def overlay(image_hw: np.ndarray, mask_hw: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 BGR: the normalised slice in grey, plaques tinted red and outlined in yellow."""
+    grey = (np.clip(image_hw, 0, 1) * 255).astype(np.uint8)
+    picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    inside = mask_hw > 0
+    tint = np.array(OVERLAY_COLOUR_BGR, np.float32)
+    picture[inside] = (0.5 * picture[inside] + 0.5 * tint).astype(np.uint8)
+    contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(picture, contours, -1, OUTLINE_COLOUR_BGR, 1)
+    return picture
+
+
+def write_overlays(folder: Path, image_shw: np.ndarray, mask_shw: np.ndarray) -> List[str]:
+    """overlays/slice_<s>.png for each slice with plaques; returns the names relative to OUT."""
+    folder.mkdir()
+    names = []
+    for s in np.flatnonzero(mask_shw.reshape(len(mask_shw), -1).any(axis=1)):
+        name = f"slice_{s:03d}.png"
+        if not cv2.imwrite(str(folder / name), overlay(image_shw[s], mask_shw[s])):
+            raise OSError(f"cannot write {folder / name}")
+        names.append(f"overlays/{name}")
+    return names

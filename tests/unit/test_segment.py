@@ -1,0 +1,181 @@
+"""`plaquenet segment`: a net on a new study -> NIfTI, DICOM SEG, overlays, lesion table.
+
+The net is output = sigmoid(x - 0.5) of the normalised FLAIR x, so with threshold 0.5 the
+voxels at full brightness are plaques and the background (x ~ 0.1) is not."""
+
+import csv
+import json
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+import dicom_fixtures as F
+from plaquenet.caffe.snapshot import weights_net, write_caffemodel
+from plaquenet.cli import main
+from plaquenet.errors import InputError
+from plaquenet.io.orientation import to_cohort
+from plaquenet.segment import segment
+
+TINY_DEPLOY = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 16 dim: 20 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 1 kernel_size: 1 } }
+layer { name: "prob" type: "Sigmoid" bottom: "conv" top: "prob" }
+"""
+VOXEL_MM3 = F.SLICE_MM * F.ROW_MM * F.COL_MM  # 0.9375
+# lesions in scan order: A spans slices 1-2 (20 + 4 voxels), B one voxel, C four voxels
+LESIONS = {"A": [(1, 3, 7, 4, 9), (2, 3, 5, 4, 6)], "B": [(3, 10, 11, 15, 16)], "C": [(3, 12, 14, 2, 4)]}
+
+
+def bright_mask_shw() -> np.ndarray:
+    mask = np.zeros((F.SLICES, F.ROWS, F.COLS), np.uint8)
+    for boxes in LESIONS.values():
+        for s, r0, r1, c0, c1 in boxes:
+            mask[s, r0:r1, c0:c1] = 1
+    return mask
+
+
+def stored_shw() -> np.ndarray:
+    return np.where(bright_mask_shw() > 0, 1000, 100).astype(np.uint16)
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run folder with a tiny snapshot and score/results.json (threshold 0.5); returns the snapshot."""
+    run = tmp_path / "runs" / "tiny"
+    (run / "score").mkdir(parents=True)
+    weights = [np.ones((1, 1, 1, 1), np.float32), np.full(1, -0.5, np.float32)]
+    snapshot = run / "net_iter_10.caffemodel"
+    write_caffemodel(snapshot, weights_net({"conv": weights}, {"conv": "Convolution"}))
+    (run / "score" / "results.json").write_text(json.dumps({"threshold": 0.5}))
+    return snapshot
+
+
+@pytest.fixture
+def deploy(tmp_path):
+    path = tmp_path / "deploy.prototxt"
+    path.write_text(TINY_DEPLOY)
+    return path
+
+
+@pytest.fixture
+def study(tmp_path):
+    """One patient folder: the DICOM series (fake PHI in every header), no outlines."""
+    folder = tmp_path / "Doe_Jane_study"
+    F.write_dicom_series(folder / "flair", stored=stored_shw())
+    return folder
+
+
+def test_dicom_study_gives_masks_in_the_source_geometry(study, run, deploy, tmp_path):
+    result = segment(study, run, out=tmp_path / "out", deploy=deploy)
+    assert result.threshold == 0.5  # from score/results.json
+    mask = nib.load(tmp_path / "out" / "mask.nii.gz")
+    probability = nib.load(tmp_path / "out" / "probability.nii.gz")
+    assert mask.get_data_dtype() == np.uint8 and probability.get_data_dtype() == np.float32
+    mask_shw, affine_whs = to_cohort(np.asarray(mask.dataobj), mask.affine)
+    np.testing.assert_array_equal(mask_shw, bright_mask_shw())
+    np.testing.assert_allclose(affine_whs, F.EXPECTED_AFFINE_WHS)
+    assert mask.shape == (F.COLS, F.ROWS, F.SLICES)  # DICOM order: column, row, slice
+    np.testing.assert_allclose(probability.affine, mask.affine)
+    assert np.asarray(probability.dataobj).max() == pytest.approx(1 / (1 + np.exp(-0.5)), abs=1e-6)
+
+
+def test_nifti_study_keeps_the_files_own_axes(tmp_path, run, deploy):
+    folder = tmp_path / "nifti_study"
+    folder.mkdir()
+    flair = F.write_nifti(folder / "flair.nii.gz", stored_shw().astype(np.float32), axcodes=("R", "A", "S"))
+    segment(folder, run, out=tmp_path / "out", deploy=deploy)
+    source, mask = nib.load(flair), nib.load(tmp_path / "out" / "mask.nii.gz")
+    assert mask.shape == source.shape
+    np.testing.assert_allclose(mask.affine, source.affine)
+    np.testing.assert_array_equal(np.asarray(mask.dataobj), np.asarray(source.dataobj) > 500)
+    assert not (tmp_path / "out" / "segmentation.dcm").exists()
+
+
+def test_seg_references_the_source_instances(study, run, deploy, tmp_path):
+    segment(study, run, out=tmp_path / "out", deploy=deploy)
+    series = [pydicom.dcmread(p) for p in sorted((study / "flair").iterdir())]
+    by_z = sorted(series, key=lambda ds: float(ds.ImagePositionPatient[2]))  # cohort slice order
+    seg = hd.seg.segread(tmp_path / "out" / "segmentation.dcm")
+    assert seg.SegmentSequence[0].SegmentLabel == "MS plaques"
+    assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "52988006"
+    assert seg.StudyInstanceUID == series[0].StudyInstanceUID
+    assert seg.PatientName == F.PHI["PatientName"]  # a SEG carries its source's patient by design
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {ds.SOPInstanceUID for ds in series}
+    assert seg.NumberOfFrames == 3  # slices 1, 2, 3 hold plaques; slice 0 none
+    uids = [by_z[s].SOPInstanceUID for s in (1, 2, 3)]
+    pixels = seg.get_pixels_by_source_instance(uids, segment_numbers=[1])[..., 0]
+    np.testing.assert_array_equal(pixels, bright_mask_shw()[1:])
+
+
+def test_lesion_table_volumes_slices_and_centroids(study, run, deploy, tmp_path):
+    result = segment(study, run, out=tmp_path / "out", deploy=deploy)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "lesions.csv")))
+    assert [int(r["voxels"]) for r in rows] == [24, 1, 4]
+    assert [float(r["volume_mm3"]) for r in rows] == pytest.approx([24 * VOXEL_MM3, VOXEL_MM3, 4 * VOXEL_MM3])
+    assert [(int(r["first_slice"]), int(r["last_slice"])) for r in rows] == [(1, 2), (3, 3), (3, 3)]
+    assert [float(r[f"centroid_{a}"]) for a in "shw" for r in rows[1:2]] == [3.0, 10.0, 15.0]
+    assert result.total_volume_mm3 == pytest.approx(29 * VOXEL_MM3)
+    assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == [
+        "slice_001.png", "slice_002.png", "slice_003.png"]
+
+
+def test_min_lesion_volume_drops_only_smaller_lesions(study, run, deploy, tmp_path):
+    result = segment(study, run, out=tmp_path / "out", deploy=deploy, min_lesion_mm3=4 * VOXEL_MM3)
+    assert [lesion.voxels for lesion in result.lesions] == [24, 4]  # C, exactly the minimum, stays
+    expected = bright_mask_shw()
+    expected[3, 10, 15] = 0
+    np.testing.assert_array_equal(result.mask_shw, expected)
+
+
+def test_a_given_threshold_wins_over_results_json(study, run, deploy, tmp_path):
+    result = segment(study, run, out=tmp_path / "out", deploy=deploy, threshold=0.7)
+    assert result.lesions == [] and not result.mask_shw.any()
+    assert json.loads((tmp_path / "out" / "segment.json").read_text())["threshold_from"] == "--threshold"
+    assert list((tmp_path / "out" / "overlays").iterdir()) == []
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(study, run, deploy, tmp_path):
+    out = tmp_path / "out"
+    (run.parent / "score" / "results.json").unlink()
+    with pytest.raises(InputError, match="--threshold"):
+        segment(study, run, out=out, deploy=deploy)
+    corrupt = tmp_path / "bad_iter_1.caffemodel"
+    corrupt.write_bytes(b"\x08\x96\x01garbage")
+    with pytest.raises(InputError, match="bad_iter_1.caffemodel"):
+        segment(study, corrupt, out=out, deploy=deploy, threshold=0.5)
+    with pytest.raises(InputError, match="no such snapshot"):
+        segment(study, tmp_path / "missing.caffemodel", out=out, deploy=deploy, threshold=0.5)
+    empty = tmp_path / "empty_study"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no FLAIR"):
+        segment(empty, run, out=out, deploy=deploy, threshold=0.5)
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    out.mkdir()
+    with pytest.raises(InputError, match="already exists"):
+        segment(study, run, out=out, deploy=deploy, threshold=0.5)
+    segment(study, run, out=out, deploy=deploy, threshold=0.5, force=True)
+    assert (out / "mask.nii.gz").is_file()
+
+
+def test_cli_prints_one_line_and_no_phi_leaves_except_in_the_seg(study, run, deploy, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(study), "--snapshot", str(run.parent), "--out", str(out),
+                 "--deploy", str(deploy), "--min-lesion-mm3", "1"])
+    printed = capsys.readouterr()
+    assert code == 0
+    assert printed.out.strip().startswith("2 lesions, 26.2 mm^3") and len(printed.out.splitlines()) == 1
+    secrets = list(F.PHI.values()) + ["Doe_Jane", "ACC-PHI-99", "20160102"]
+    for path in out.rglob("*"):
+        if path.is_file() and path.name != "segmentation.dcm":
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data and secret not in str(path.relative_to(out)), (path, secret)
+    for secret in secrets:
+        assert secret not in printed.out + printed.err
+    assert main(["segment", str(study), "--snapshot", str(run), "--out", str(out), "--deploy", str(deploy)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
