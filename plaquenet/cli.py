@@ -79,7 +79,7 @@ def _run_tiles(args):
 
 def _add_train(sub):
     p = sub.add_parser("train", help="like `caffe train`: SOLVER prototxt -> snapshots, Caffe-format log")
-    p.add_argument("--engine", choices=["torch"], default="torch")
+    p.add_argument("--engine", choices=["torch", "caffe"], default="torch")
     p.add_argument("--solver", type=Path, required=True)
     p.add_argument("--weights", type=Path, default=None, help="initial .caffemodel")
     p.add_argument("--snapshot", type=Path, default=None, help=".solverstate to resume from")
@@ -87,7 +87,10 @@ def _add_train(sub):
 
 
 def _run_train(args):
-    from .engines.torch.train import train
+    if args.engine == "caffe":
+        from .engines.caffe import train
+    else:
+        from .engines.torch.train import train
 
     result = train(args.solver, weights=args.weights, snapshot=args.snapshot, device=args.device)
     print(result)
@@ -104,7 +107,7 @@ def _add_score(sub):
                             "(paper Fig. 5: curves.csv, curves.png); the latest one in full")
     p.add_argument("--cohort", type=Path, default=Path("data/current"))
     p.add_argument("--deploy", type=Path, default=Path("prototxt/plaquenet_deploy.prototxt"))
-    p.add_argument("--engine", choices=["torch"], default="torch")
+    p.add_argument("--engine", choices=["torch", "caffe"], default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/score")
     p.add_argument("--save-probabilities", type=Path, default=None, metavar="DIR",

@@ -90,9 +90,12 @@ def latest_snapshot(path) -> Path:
 def load_forward(engine: str, deploy, snapshot, device: str = "cpu") -> Forward:
     if not Path(deploy).is_file():
         raise InputError(deploy, "no such deploy prototxt")
-    if engine != "torch":
-        raise InputError(None, f"engine {engine!r} cannot score yet (only 'torch')")
-    from ..engines.torch.net import load_deploy
+    if engine == "caffe":  # pycaffe: no torch import, so this runs inside the Caffe root
+        from ..engines.caffe import load_deploy
+    elif engine == "torch":
+        from ..engines.torch.net import load_deploy
+    else:
+        raise InputError(None, f"engine {engine!r} cannot score (give 'torch' or 'caffe')")
 
     return load_deploy(deploy, snapshot, device=device)
 

@@ -16,9 +16,7 @@ count and multistep's step, but not the data layer's position (HDF5Data
 starts again at the first row) nor the smoothed loss."""
 
 import csv
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -30,23 +28,11 @@ from ...caffe.snapshot import (blob_array, read_caffemodel, read_solverstate, wr
                                write_solverstate)
 from ...errors import InputError
 from ...progress import progress
+from ..run import TrainResult, prepare_run_dir
+from ..run import train_net as _train_net
 from .net import TEST, TRAIN, Net, copy_trained_layers, net_to_proto
 from .solver import (SolverState, apply_update, check_solver, clip_gradients, learning_rate,
                      new_state, zero_gradients)
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    last_snapshot: Optional[Path]      # the last .caffemodel written
-    iterations: int                    # iterations done in total
-    final_loss: Optional[float]        # smoothed loss of the last iteration run
-    seconds: float                     # wall time of this call
-
-    def __str__(self):
-        loss = "n/a" if self.final_loss is None else f"{self.final_loss:.6g}"
-        return (f"trained to iteration {self.iterations} in {self.seconds:.0f} s, final loss {loss}; "
-                f"run {self.run_dir}, last snapshot {self.last_snapshot}")
 
 
 def train(solver_path, weights=None, snapshot=None, device="cpu", conv=None,
@@ -82,11 +68,7 @@ def train(solver_path, weights=None, snapshot=None, device="cpu", conv=None,
         _restore(snapshot, net, state)
 
     prefix = param.snapshot_prefix
-    run_dir = Path(prefix).parent
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _copy_into(solver_path, run_dir)
-    if net_file:
-        _copy_into(net_file, run_dir)
+    run_dir, _ = prepare_run_dir(param, solver_path)
     resuming = snapshot is not None
     with CaffeLog(run_dir / "train.log", append=resuming) as log, \
             _Csv(run_dir / "train.csv", append=resuming) as table:
@@ -271,18 +253,6 @@ def _restore(path, net, state: SolverState):
 
 # --- small helpers -------------------------------------------------------------
 
-def _train_net(param, solver_path):
-    """(NetParameter, file or None) of the one train net the solver names."""
-    given = [f for f in ("net", "net_param", "train_net", "train_net_param") if param.HasField(f)]
-    if len(given) != 1:
-        raise InputError(solver_path, f"give exactly one of net, net_param, train_net, train_net_param "
-                                      f"(found {given or 'none'})")
-    if given[0] in ("net", "train_net"):
-        path = Path(getattr(param, given[0]))
-        return read_net(path), path
-    return getattr(param, given[0]), None
-
-
 def _device(device) -> torch.device:
     try:
         dev = torch.device(device)
@@ -291,12 +261,6 @@ def _device(device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device", f"'{device}': CUDA is not available to torch here")
     return dev
-
-
-def _copy_into(path, run_dir):
-    path, target = Path(path), Path(run_dir) / Path(path).name
-    if not target.exists() or not target.samefile(path):
-        shutil.copyfile(path, target)
 
 
 class _Csv:

@@ -1,0 +1,173 @@
+"""Real Caffe as an engine: `caffe train` for training, pycaffe for the deploy
+forward pass. Same files in and out as the torch engine, no torch needed
+(this module runs inside the Caffe root or the Docker image).
+
+    train("prototxt/solver.prototxt")          # runs `caffe train --solver=...`
+    forward = load_deploy("prototxt/plaquenet_deploy.prototxt", "x.caffemodel")
+    prob_hw = forward(flair_hw)                # any H x W
+
+`train` needs the `caffe` binary on PATH; `load_deploy` needs `import caffe`.
+Caffe's glog output (stderr) is shown and written to RUN_DIR/train.log, so
+the run folder reads like one of the torch engine (no train.csv: the
+training curve comes from train.log)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List
+
+import numpy as np
+
+from ..caffe.prototxt import read_net, read_solver
+from ..caffe.snapshot import blob_shape, read_caffemodel
+from ..errors import InputError
+from ..evaluate.curves import SNAPSHOT_NAME, caffe_log_losses
+from .run import TrainResult, prepare_run_dir
+
+# Caffe 1.0 solver.cpp: "Snapshotting to binary proto file X" (and "... HDF5 file X").
+SNAPSHOT_LINE = re.compile(r"Snapshotting to (?:binary proto|HDF5) file (\S+)")
+FATAL_LINE = re.compile(r"^F\d{4} |Check failed|Error parsing|Aborted")
+
+
+def train(solver_path, weights=None, snapshot=None, device="cpu", caffe_bin: str = "caffe") -> TrainResult:
+    """Run `caffe train --solver=S [--weights=W | --snapshot=S] [--gpu=N]` in the
+    working directory (paths in the solver are relative to it, as always);
+    the solver and net are copied into the run folder first, Caffe's log is
+    teed to RUN_DIR/train.log (appended when resuming). InputError when the
+    binary is missing or Caffe fails (its fatal line quoted)."""
+    started = time.perf_counter()
+    solver_path = Path(solver_path)
+    param = read_solver(solver_path)
+    if weights and snapshot:
+        raise InputError(snapshot, "give a snapshot to resume or weights to fine-tune, not both")
+    binary = shutil.which(caffe_bin)
+    if binary is None:
+        raise InputError(caffe_bin, "not found on PATH (the caffe engine runs the real `caffe` binary)")
+    run_dir, _ = prepare_run_dir(param, solver_path)
+    command = [binary, "train", f"--solver={solver_path}"]
+    if weights:
+        command.append(f"--weights={weights}")
+    if snapshot:
+        command.append(f"--snapshot={snapshot}")
+    command += _device_flags(device)
+    lines = _run_teed(command, run_dir / "train.log", append=snapshot is not None)
+    if lines.returncode != 0:
+        fatal = [line for line in lines if FATAL_LINE.search(line)]
+        raise InputError(solver_path, f"caffe train failed (exit {lines.returncode}): "
+                                      f"{(fatal or lines or ['no output'])[-1].strip()}")
+    return _result(run_dir, lines, time.perf_counter() - started)
+
+
+def load_deploy(deploy_prototxt, caffemodel, device="cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """forward(image_hw float32 (H, W)) -> float32 (H, W) through pycaffe: the
+    deploy net's single output for one slice of any size (the Input is
+    reshaped to each slice). The weights are checked against the net first
+    (every layer with blobs present, same shapes), since Caffe aborts the
+    process, or silently keeps zeros, where they do not match."""
+    caffe = _import_pycaffe()
+    if device == "cpu":
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_mode_gpu()
+        caffe.set_device(_gpu_id(device))
+    net_param = read_net(deploy_prototxt)   # our parser: a syntax error is an InputError, not an abort
+    inputs = [top for layer in net_param.layer if layer.type == "Input" for top in layer.top]
+    net = caffe.Net(str(deploy_prototxt), caffe.TEST)
+    _check_weights(net, read_caffemodel(caffemodel), caffemodel)
+    net.copy_from(str(caffemodel))
+    if len(inputs) != 1 or len(net.outputs) != 1:
+        raise InputError(deploy_prototxt, f"a deploy net needs one Input top and one output, has inputs "
+                                          f"{inputs} and outputs {list(net.outputs)}")
+    (name,), (output,) = inputs, net.outputs
+    if net.blobs[name].data.ndim != 4 or net.blobs[name].data.shape[1] != 1:
+        raise InputError(deploy_prototxt, f"Input '{name}' has shape {net.blobs[name].data.shape}: "
+                                          f"expected (N, 1, H, W)")
+
+    def forward(image_hw: np.ndarray) -> np.ndarray:
+        if image_hw.ndim != 2:
+            raise ValueError(f"expected one (H, W) slice, got shape {image_hw.shape}")
+        blob = net.blobs[name]
+        if blob.data.shape != (1, 1) + image_hw.shape:
+            blob.reshape(1, 1, *image_hw.shape)
+            net.reshape()
+        blob.data[0, 0] = image_hw
+        return np.array(net.forward()[output][0, 0], dtype=np.float32, copy=True)
+
+    forward.net = net
+    return forward
+
+
+# --- helpers -------------------------------------------------------------------
+
+class _Lines(list):
+    returncode = 0
+
+
+def _run_teed(command: List[str], log_path: Path, append: bool) -> _Lines:
+    """Run `command`, its stderr shown and written to `log_path` line by line
+    (a crash leaves the log up to the crash); return the lines and exit code."""
+    env = dict(os.environ)
+    env.setdefault("GLOG_logtostderr", "1")   # glog's files in /tmp would hold a second copy
+    lines = _Lines()
+    with open(log_path, "a" if append else "w", buffering=1) as log:
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True, errors="replace")
+        try:
+            for line in process.stderr:
+                log.write(line)
+                sys.stderr.write(line)
+                lines.append(line)
+        finally:
+            process.stderr.close()
+            lines.returncode = process.wait()
+    return lines
+
+
+def _result(run_dir: Path, lines: List[str], seconds: float) -> TrainResult:
+    snapshots = [m.group(1) for m in map(SNAPSHOT_LINE.search, lines) if m]
+    models = [s for s in snapshots if SNAPSHOT_NAME.search(s)]
+    last = Path(models[-1]) if models else None
+    losses = caffe_log_losses(lines)
+    iterations = int(SNAPSHOT_NAME.search(models[-1]).group(1)) if models else 0
+    if losses:
+        iterations = max(iterations, losses[-1][0])
+    return TrainResult(run_dir, last, iterations, losses[-1][1] if losses else None, seconds)
+
+
+def _device_flags(device) -> List[str]:
+    return [] if str(device) == "cpu" else [f"--gpu={_gpu_id(device)}"]
+
+
+def _gpu_id(device) -> int:
+    m = re.fullmatch(r"cuda(?::(\d+))?", str(device))
+    if not m:
+        raise InputError("--device", f"'{device}' is not a device (cpu, cuda, cuda:N)")
+    return int(m.group(1) or 0)
+
+
+def _import_pycaffe():
+    os.environ.setdefault("GLOG_minloglevel", "2")   # before glog starts: no per-layer INFO lines
+    try:
+        import caffe
+    except ImportError as e:
+        raise InputError("caffe", f"pycaffe cannot be imported ({e}); the caffe engine needs Caffe's "
+                                  f"Python module (see tools/make_caffe_root.sh)") from None
+    return caffe
+
+
+def _check_weights(net, model, caffemodel) -> None:
+    saved = {layer.name: layer.blobs for layer in model.layer if layer.blobs}
+    for name, blobs in net.params.items():
+        if name not in saved:
+            raise InputError(caffemodel, f"no weights for layer '{name}'")
+        if len(saved[name]) != len(blobs):
+            raise InputError(caffemodel, f"layer '{name}': {len(saved[name])} blobs, the net needs {len(blobs)}")
+        for i, (blob, param) in enumerate(zip(saved[name], blobs)):
+            shape = blob_shape(blob)
+            legacy = not blob.HasField("shape")   # Caffe compares old N,C,H,W blobs by size only
+            if int(np.prod(shape)) != param.data.size or (not legacy and shape != param.data.shape):
+                raise InputError(caffemodel, f"layer '{name}' blob {i}: shape {blob_shape(blob)}, "
+                                             f"the net needs {param.data.shape}")
