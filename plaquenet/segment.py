@@ -47,7 +47,7 @@ from .cohort import normalise_intensity
 from .errors import InputError
 from .evaluate.inference import Forward, apply_network
 from .evaluate.lesions import lesion_components
-from .evaluate.score import latest_snapshot, load_forward
+from .evaluate.score import latest_snapshot, load_checked_forward
 from .io.dicom import read_dicom_series
 from .io.nifti import read_nifti
 from .io.orientation import SourceVolume, check_axial, from_cohort, to_cohort, voxel_mm
@@ -112,8 +112,8 @@ def segment(study, snapshot, out=DEFAULT_OUT, threshold: Optional[float] = None,
     check_axial(image.path, affine_whs)
     if not np.isfinite(flair_shw).all():
         raise InputError(image.path, "NaN/inf voxels in the FLAIR volume")
-    forward = load_forward("torch", deploy, snapshot, device)
-    probability_shw = network_output(forward, flair_shw, snapshot)
+    forward = load_checked_forward("torch", deploy, snapshot, device)  # NaN output: an error naming the snapshot
+    probability_shw = network_output(forward, flair_shw)
     mask_shw, lesions = plaques(probability_shw, threshold, affine_whs, min_lesion_mm3)
     result = SegmentResult(out, threshold, lesions, mask_shw, probability_shw)
     about = {"snapshot": str(snapshot), "deploy": str(deploy), "device": device, "threshold": threshold,
@@ -159,14 +159,12 @@ def read_study(folder: Path) -> Tuple[SourceVolume, Optional[list]]:
 
 # --- the net and its plaques -------------------------------------------------
 
-def network_output(forward: Forward, flair_shw: np.ndarray, where="network") -> np.ndarray:
+def network_output(forward: Forward, flair_shw: np.ndarray) -> np.ndarray:
     """Network output (S, H, W) float32 on every slice of the volume, normalised as in training."""
     image_shw = normalise_intensity(flair_shw)
     output_shw = np.empty(image_shw.shape, np.float32)
     for s in progress(range(len(image_shw)), desc="segment", unit="slice"):
         output_shw[s] = apply_network(forward, image_shw[s])
-    if not np.isfinite(output_shw).all():
-        raise InputError(where, "the network's output holds NaN/inf values (did training diverge?)")
     return output_shw
 
 
