@@ -10,6 +10,7 @@ fully convolutional, so one function serves 50x50 tiles and 448x512 scans.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
@@ -19,7 +20,7 @@ import numpy as np
 from ..cohort import Scan, normalise_intensity
 from ..errors import InputError
 from ..progress import progress
-from .sweep import best_f_threshold, pool_tables, value_table
+from .sweep import SweepHistogram, best_f_threshold_two_pass
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -87,30 +88,58 @@ def training_tile_files(cohort_dir) -> List[Path]:
     return files
 
 
-def threshold_from_tiles(files: List[Path], forward: Forward, batch: int = 256) -> Optional[float]:
+def threshold_from_tiles(files: List[Path], forward: Forward, batch: int = 256,
+                         cache_dir=None) -> Optional[float]:
     """§4.3, the variant the paper tried first and dropped: the threshold with
     the best pooled F-measure over the network output on the training tiles
     (not the full scans). None when the tiles hold no lesion pixel.
 
     Tiles: datasets `data` and `label` (N, 1, h, w) of each Caffe HDF5Data
-    file, read `batch` tiles at a time, each tile through `forward`."""
+    file, read `batch` tiles at a time, each tile through `forward`.
 
+    Memory stays bounded whatever the number of tiles (the paper's 7,856 tiles
+    are 20 M pixels): the exact two-pass sweep (sweep.py), its second pass over
+    the outputs cached as one float32 .npy (N, h, w) per tile file in a
+    temporary folder under `cache_dir` (default: the system's), removed on
+    return. The labels are read again from the HDF5 files."""
     n_tiles = sum(count_tiles(path) for path in files)  # checks every file's layout first
+    histogram = SweepHistogram()
+    with tempfile.TemporaryDirectory(prefix=".tile-outputs-", dir=cache_dir) as cache:
+        cached = [Path(cache) / f"{i:05d}.npy" for i in range(len(files))]
+        with progress(total=n_tiles, desc="training tiles", unit="tile") as bar:
+            for path, output_path in zip(files, cached):
+                _forward_tile_file(path, output_path, forward, batch, histogram, bar)
+        if not histogram.counts[:, 1].any():
+            return None
 
-    def tables(bar):
-        for path in files:
-            with h5py.File(path, "r") as f:
-                data, label = f["data"], f["label"]
-                for start in range(0, data.shape[0], batch):
-                    images = data[start:start + batch, 0]
-                    truths = label[start:start + batch, 0] > 0.5
-                    outputs = np.stack([apply_network(forward, image) for image in images])
-                    bar.update(len(images))
-                    yield value_table(outputs, truths)
+        def rescan():
+            for path, output_path in zip(files, cached):
+                outputs = np.load(output_path, mmap_mode="r")
+                with h5py.File(path, "r") as f:
+                    label = f["label"]
+                    for start in range(0, label.shape[0], batch):
+                        yield outputs[start:start + batch], label[start:start + batch, 0] > 0.5
+                del outputs  # the memmap holds the file open (Windows cannot remove it)
 
-    with progress(total=n_tiles, desc="training tiles", unit="tile") as bar:
-        table = pool_tables(tables(bar))
-    return best_f_threshold(table) if table.positives.sum() else None
+        return best_f_threshold_two_pass(histogram, rescan).threshold
+
+
+def _forward_tile_file(path: Path, output_path: Path, forward: Forward, batch: int,
+                       histogram: SweepHistogram, bar) -> None:
+    """Pass 1 over one tile file: each tile's output counted into `histogram`
+    and written to `output_path`, float32 (N, h, w)."""
+    with h5py.File(path, "r") as f:
+        data, label = f["data"], f["label"]
+        outputs = np.lib.format.open_memmap(output_path, mode="w+", dtype=np.float32,
+                                            shape=(data.shape[0],) + data.shape[2:])
+        for start in range(0, data.shape[0], batch):
+            images = data[start:start + batch, 0]
+            output = np.stack([apply_network(forward, image) for image in images])
+            outputs[start:start + len(images)] = output
+            histogram.add(output, label[start:start + batch, 0] > 0.5)
+            bar.update(len(images))
+        outputs.flush()
+        del outputs
 
 
 def count_tiles(path) -> int:

@@ -226,7 +226,8 @@ def lesion_summaries(per_patient: Dict[str, Dict[str, LesionCounts]]) -> Dict[st
     return {rule: lesion_summary(counts) for rule, counts in per_patient.items()}
 
 
-def all_rules(pred_shw, truth_shw, voxel_mm) -> Dict[str, LesionCounts]:
-    """lesion_detection under each rule with its defaults."""
-    return {rule: lesion_detection(pred_shw, truth_shw, voxel_mm, rule) for rule in RULES}
+def all_rules(pred_shw, truth_shw, voxel_mm, connectivity: Optional[int] = None) -> Dict[str, LesionCounts]:
+    """lesion_detection under each rule with its defaults; `connectivity`, when
+    given, replaces each rule's own (e.g. 8: components per slice, in 2D)."""
+    return {rule: lesion_detection(pred_shw, truth_shw, voxel_mm, rule, connectivity) for rule in RULES}
 

@@ -72,7 +72,12 @@ DEFINITIONS = {
                    "components > 3 mm^3, 6-connected) and wmh2017 (any overlap, 26-connected); "
                    "sensitivity = detected / reference lesions, precision = true / automatic components, "
                    "pooled over patients; per_patient: mean, std, n. See plaquenet/evaluate/lesions.py",
+    "test.lesion_2d": "the same as test.lesion, with components in 2D: 8-connected within each slice, no link "
+                      "across slices (a plaque on k slices is k lesions); each rule's other settings unchanged "
+                      "(msseg2016: components > 3 mm^3)",
 }
+
+LESION_2D_CONNECTIVITY = 8  # per-slice components (lesions.py: 4 or 8 = 2D)
 
 def latest_snapshot(path) -> Path:
     """`path` if it is a .caffemodel; for a run folder its `*_iter_<N>.caffemodel`
@@ -263,7 +268,7 @@ def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
     # computed again here to show by how much.
     tile_files = training_tile_files(cohort_dir)
     n_tiles = sum(count_tiles(path) for path in tile_files) if tile_files else None
-    from_tiles = threshold_from_tiles(tile_files, forward) if tile_files else None
+    from_tiles = threshold_from_tiles(tile_files, forward, cache_dir=cache) if tile_files else None
     if from_tiles is not None:
         thresholds["tiles"] = from_tiles
 
@@ -293,6 +298,7 @@ def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
             "best_slice": _slice_record(test["best"]),
             "worst_slice": _slice_record(test["worst"]),
             "lesion": lesion_summaries(test["lesions"]),
+            "lesion_2d": lesion_summaries(test["lesions_2d"]),
         },
         "baseline": {"raw_intensity": {
             "threshold": thresholds["baseline"],
@@ -329,6 +335,7 @@ def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Di
     rows, baseline_rows, scans = [], [], 0
     best = worst = None
     by_rule: Dict[str, Dict[str, LesionCounts]] = {}
+    by_rule_2d: Dict[str, Dict[str, LesionCounts]] = {}
     for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="test scans", unit="patient"):
         patient = {name: PixelCounts() for name in thresholds}
         n = 0
@@ -358,8 +365,12 @@ def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Di
             if lesions:
                 for rule, counts in all_rules(marked_shw, scan.mask_shw, scan.voxel_mm).items():
                     by_rule.setdefault(rule, {})[scan.patient] = counts
+                # §5 per slice: 8-connected components within each slice, as a
+                # reader outlining plaques slice by slice would count them.
+                for rule, counts in all_rules(marked_shw, scan.mask_shw, scan.voxel_mm, LESION_2D_CONNECTIVITY).items():
+                    by_rule_2d.setdefault(rule, {})[scan.patient] = counts
     return {"pooled": pooled, "rows": rows, "baseline_rows": baseline_rows, "scans": scans,
-            "best": best, "worst": worst, "lesions": by_rule}
+            "best": best, "worst": worst, "lesions": by_rule, "lesions_2d": by_rule_2d}
 
 
 def _row(patient: str, split: str, slices: int, counts: PixelCounts) -> dict:
@@ -399,7 +410,9 @@ def _check_test_has_lesions(cohort_dir, patients: List[str]) -> None:
 def _write_score_dir(out: Path, results: dict, rows: List[dict], views: dict, curves: dict,
                      training_curve: Optional[TrainingCurve] = None) -> None:
     (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2) + "\n")
-    _write_per_patient(out / "per_patient.csv", rows, results["test"].get("lesion") or {})
+    lesion = {**{f"lesion_{rule}": r for rule, r in (results["test"].get("lesion") or {}).items()},
+              **{f"lesion_2d_{rule}": r for rule, r in (results["test"].get("lesion_2d") or {}).items()}}
+    _write_per_patient(out / "per_patient.csv", rows, lesion)
     figures = _write_figures(out, results, views, curves)
     if training_curve is not None:
         figures.append(_write_training_curves(out, training_curve))
@@ -411,9 +424,10 @@ LESION_COLUMNS = ("sensitivity", "precision", "f1")
 
 def _write_per_patient(path: Path, rows: List[dict], lesion: Dict[str, dict]) -> None:
     """Pixel metrics per patient; for test patients also the lesion-wise
-    metrics of each rule (columns lesion_<rule>_<metric>, empty for training rows)."""
+    metrics, `lesion` = {column prefix: lesion_summary}, e.g. lesion_<rule> (3D)
+    and lesion_2d_<rule> (columns <prefix>_<metric>, empty for training rows)."""
     by_patient = {(rule, r["patient"]): r for rule, summary in lesion.items() for r in summary.get("patients", [])}
-    lesion_columns = [f"lesion_{rule}_{m}" for rule in lesion for m in LESION_COLUMNS]
+    lesion_columns = [f"{rule}_{m}" for rule in lesion for m in LESION_COLUMNS]
     columns = ["patient", "split", "slices", "precision", "recall", "f1", "tp", "fp", "fn", *lesion_columns]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -423,7 +437,7 @@ def _write_per_patient(path: Path, rows: List[dict], lesion: Dict[str, dict]) ->
             for rule in lesion:
                 found = by_patient.get((rule, row["patient"])) if row["split"] == "test" else None
                 for m in LESION_COLUMNS:
-                    row[f"lesion_{rule}_{m}"] = found[m] if found else ""
+                    row[f"{rule}_{m}"] = found[m] if found else ""
             writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
 
 

@@ -79,23 +79,30 @@ def per_patient_table(results: dict) -> str:
 
 
 LESION_RULES = (("MSSEG-2016 (Commowick et al. 2018)", "msseg2016"), ("WMH-2017 (any overlap)", "wmh2017"))
+# (label, key under results["test"]): components in 3D per patient, and in 2D per slice
+LESION_COMPONENTS = (("3D per patient", "lesion"), ("2D per slice (8-connected)", "lesion_2d"))
 
 
 def lesion_table(results: dict) -> str:
-    """Lesion-wise detection on the test patients (§5), one row per rule."""
-    rows = ["<tr><th>rule</th><th>sensitivity</th><th>precision</th><th>F1</th><th>F1 per patient</th>"
-            "<th>reference lesions</th><th>detected</th><th>automatic components</th><th>false positives</th>"
+    """Lesion-wise detection on the test patients (§5), one row per rule and
+    kind of component (3D, 2D per slice)."""
+    rows = ["<tr><th>rule</th><th>components</th><th>sensitivity</th><th>precision</th><th>F1</th>"
+            "<th>F1 per patient</th><th>reference lesions</th><th>detected</th><th>automatic components</th><th>false positives</th>"
             "<th>median volume detected / missed (mm&sup3;)</th></tr>"]
-    for label, key in LESION_RULES:
-        r = _get(results, f"test.lesion.{key}") or {}
-        volumes = f"{_fmt(_get(r, 'volume_mm3.detected.median'))} / {_fmt(_get(r, 'volume_mm3.missed.median'))}"
-        rows.append(f"<tr><td>{html.escape(label)}</td>"
-                    + "".join(f"<td>{_fmt(r.get(m))}</td>" for m in ("sensitivity", "precision", "f1"))
-                    + f"<td>{_mean_std(_get(r, 'per_patient.f1'))}</td>"
-                    + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in
-                              ("reference_lesions", "detected", "automatic_components", "false_positives"))
-                    + f"<td>{volumes}</td></tr>")
+    for components, where in LESION_COMPONENTS:
+        for label, key in LESION_RULES:
+            rows.append(_lesion_row(label, components, _get(results, f"test.{where}.{key}") or {}))
     return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+def _lesion_row(label: str, components: str, r: dict) -> str:
+    volumes = f"{_fmt(_get(r, 'volume_mm3.detected.median'))} / {_fmt(_get(r, 'volume_mm3.missed.median'))}"
+    return (f"<tr><td>{html.escape(label)}</td><td>{html.escape(components)}</td>"
+            + "".join(f"<td>{_fmt(r.get(m))}</td>" for m in ("sensitivity", "precision", "f1"))
+            + f"<td>{_mean_std(_get(r, 'per_patient.f1'))}</td>"
+            + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in
+                      ("reference_lesions", "detected", "automatic_components", "false_positives"))
+            + f"<td>{volumes}</td></tr>")
 
 
 def run_table(results: dict) -> str:
@@ -129,7 +136,8 @@ F-measure on the full training scans (§3.3, §4.3).</p>
 {per_patient_table(results)}
 <h2>Lesion-wise detection</h2>
 <p>The paper (§5) proposes counting detected lesions rather than pixels. Connected components
-in 3D per test patient, at the network threshold, over the slices that contain plaques (the only
+in 3D per test patient, and in 2D within each slice (8-connected: a plaque seen on k slices counts
+k times), at the network threshold, over the slices that contain plaques (the only
 ones scored; other slices count as unmarked). Counts pooled over patients; definitions in
 results.json and <code>plaquenet/evaluate/lesions.py</code>.</p>
 {lesion_table(results)}

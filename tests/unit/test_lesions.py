@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from plaquenet.evaluate.lesions import (LesionCounts, lesion_components, lesion_detection, lesion_metrics,
-                                        lesion_summary)
+from plaquenet.evaluate.lesions import (LesionCounts, all_rules, lesion_components, lesion_detection,
+                                        lesion_metrics, lesion_summary)
 
 MM = (1.0, 1.0, 1.0)  # 1 mm^3 voxels: components of at most 3 voxels are dropped under MSSEG
 
@@ -112,6 +112,17 @@ def test_connectivity_3d_and_per_slice():
     assert lesion_components(truth, MM, connectivity=4)[1] == 3
     with pytest.raises(ValueError):
         lesion_components(truth, MM, connectivity=5)
+
+
+def test_all_rules_in_2d_count_a_plaque_once_per_slice():
+    truth = np.zeros((3, 10, 10), bool)
+    truth[0:3, 2:5, 2:5] = True  # one plaque through three slices
+    pred = truth.copy()
+    pred[1] = False  # found on slices 0 and 2 only
+    in_3d, in_2d = all_rules(pred, truth, MM), all_rules(pred, truth, MM, connectivity=8)
+    for rule in ("msseg2016", "wmh2017"):
+        assert (in_3d[rule].reference, in_3d[rule].detected) == (1, 1)
+        assert (in_2d[rule].reference, in_2d[rule].detected, in_2d[rule].automatic) == (3, 2, 2)
 
 
 def test_summary_pooled_and_per_patient():

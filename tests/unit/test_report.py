@@ -8,11 +8,14 @@ import re
 import h5py
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from plaquenet.cli import main
 from plaquenet.cohort import Scan, normalise_intensity, write_cohort, write_split
 from plaquenet.errors import InputError
+from plaquenet.evaluate.inference import threshold_from_tiles
 from plaquenet.evaluate.score import latest_snapshot, score, score_with_forward
+from plaquenet.evaluate.sweep import best_f_threshold, merge_tables, value_table
 
 
 def identity(image_hw):
@@ -140,6 +143,75 @@ def test_score_writes_results_figures_and_a_self_contained_report(cohort, tmp_pa
     assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "0.55" in page and "tiny" in page
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # cache removed
+
+
+def test_lesions_are_counted_in_3d_per_patient_and_in_2d_per_slice(cohort, tmp_path):
+    out = tmp_path / "score"
+    score_with_forward(identity, cohort, out)
+    saved = json.loads((out / "results.json").read_text())
+    # Reference lesions by hand: 26-connected in each patient's volume (wmh2017,
+    # 3D) and 8-connected within each slice (2D); every plaque here is > 3 mm^3.
+    in_3d = in_2d = 0
+    with h5py.File(cohort / "cohort.h5", "r") as f:
+        for p in ("P004", "P005"):
+            mask = f["patients"][p]["mask"][...] != 0
+            in_3d += ndimage.label(mask, structure=np.ones((3, 3, 3)))[1]
+            in_2d += sum(ndimage.label(m, structure=np.ones((3, 3)))[1] for m in mask)
+    assert in_2d > in_3d  # P005's plaques on slices 1-3 touch across slices
+    assert saved["test"]["lesion"]["wmh2017"]["reference_lesions"] == in_3d
+    for rule in ("msseg2016", "wmh2017"):
+        flat = saved["test"]["lesion_2d"][rule]
+        assert set(flat) >= {"sensitivity", "precision", "f1", "reference_lesions", "per_patient", "patients"}
+        assert flat["reference_lesions"] == in_2d
+        assert flat["detected"] + flat["missed"] == in_2d
+    rows = {r["patient"]: r for r in csv.DictReader((out / "per_patient.csv").open())}
+    expected = {r["patient"]: r for r in saved["test"]["lesion_2d"]["wmh2017"]["patients"]}
+    assert float(rows["P005"]["lesion_2d_wmh2017_sensitivity"]) == pytest.approx(expected["P005"]["sensitivity"])
+    assert rows["P001"]["lesion_2d_wmh2017_f1"] == ""
+    page = (out / "report.html").read_text()
+    assert page.count("3D per patient</td>") == 2 and page.count("2D per slice (8-connected)</td>") == 2
+
+
+def value_table_threshold(files, forward):
+    """The tiles' threshold as it was computed before the two-pass sweep: one
+    value table over every output pixel of every tile."""
+    tables = []
+    for path in files:
+        with h5py.File(path, "r") as f:
+            outputs = [forward(image) for image in f["data"][:, 0]]
+            if outputs:
+                tables.append(value_table(np.stack(outputs), f["label"][:, 0] > 0.5))
+    table = merge_tables(tables)
+    return best_f_threshold(table) if table.positives.sum() else None
+
+
+@pytest.mark.parametrize("batch", [1, 3, 256])
+def test_tiles_threshold_two_pass_equals_the_value_table_and_leaves_no_cache(tmp_path, batch):
+    rng = np.random.default_rng(batch)
+    files = []
+    for i, n in enumerate((7, 0, 4)):  # an empty tile file too
+        data = rng.random((n, 1, 6, 5)).astype(np.float32)
+        data[:, :, 0, 0] = 0.5  # values repeated across tiles and files
+        label = ((data + rng.normal(0, 0.2, data.shape)) > 0.7).astype(np.float32)
+        files.append(tmp_path / f"train_{i}.h5")
+        with h5py.File(files[-1], "w") as f:
+            f["data"], f["label"] = data, label
+
+    def squash(image):  # a nonlinear net: many outputs, some equal
+        return np.round(1 / (1 + np.exp(-8 * (image - 0.6))), 3).astype(np.float32)
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    got = threshold_from_tiles(files, squash, batch=batch, cache_dir=cache)
+    assert got is not None and got == value_table_threshold(files, squash)
+    assert list(cache.iterdir()) == []
+    # No lesion pixel in any tile: no threshold (and still no cache left).
+    with h5py.File(files[0], "a") as f:
+        f["label"][...] = 0
+    with h5py.File(files[2], "a") as f:
+        f["label"][...] = 0
+    assert threshold_from_tiles(files, squash, batch=batch, cache_dir=cache) is None
+    assert list(cache.iterdir()) == []
 
 
 def test_cli_score_refuses_existing_out_and_missing_snapshot(cohort, tmp_path, capsys):
