@@ -9,6 +9,9 @@ Imports nothing from plaquenet, so what it prints is Caffe's word alone.
   grads    DIR TRAIN_NET WEIGHTS OUT.npz  in DIR, one TRAIN forward+backward from WEIGHTS: the
                                           net's outputs ("out/<name>"), every blob ("blob/<name>")
                                           and every parameter diff ("diff/<layer>/<i>")
+  forward  DIR TRAIN_NET WEIGHTS OUT.npz BLOB...   in DIR, one TRAIN forward (no backward) from
+                                          WEIGHTS: the outputs ("out/<name>") and the named blobs
+                                          ("blob/<name>")
   train    DIR CAFFE_TRAIN_FLAGS...       `caffe train FLAGS...` in DIR (paths in the solver
                                           resolve against it, as for the user); its full glog
                                           output into DIR/caffe.log
@@ -73,6 +76,20 @@ def grads(folder, net_path, weights, out_path):
     np.savez(out_path, **arrays)
 
 
+def forward(folder, net_path, weights, out_path, *blob_names):
+    import os
+
+    import caffe
+
+    os.chdir(folder)
+    caffe.set_mode_cpu()
+    net = caffe.Net(net_path, caffe.TRAIN, weights=weights)
+    out = net.forward()
+    arrays = {f"out/{name}": value.copy() for name, value in out.items()}
+    arrays.update({f"blob/{name}": net.blobs[name].data.copy() for name in blob_names})
+    np.savez(out_path, **arrays)
+
+
 def train(folder, flags):
     import os
     import subprocess
@@ -92,4 +109,5 @@ def train(folder, flags):
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"parse": lambda: parse(args), "deploy": lambda: deploy(*args), "batch": lambda: batch(*args),
-     "grads": lambda: grads(*args), "train": lambda: train(args[0], args[1:])}[command]()
+     "grads": lambda: grads(*args), "forward": lambda: forward(*args),
+     "train": lambda: train(args[0], args[1:])}[command]()

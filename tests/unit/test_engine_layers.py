@@ -171,3 +171,55 @@ def test_paper_nets_build_from_their_prototxt():
     assert deploy.blob_shapes["prob"] == (1, 1, 448, 512)          # every layer keeps the size (§4.2 padding)
     # 20*1*25 + 20*20*49 + 40*20*81 + 60*40*49 + 20*60*25 + 1*20*25 weights, 161 biases, 160 PReLU slopes
     assert sum(p.blob.numel() for p in deploy.learnable) == 233000 + 161 + 160
+
+
+def _sce_net(loss_param=""):
+    return net_of(input_layer((2, 1, 1, 3), "x") + input_layer((2, 1, 1, 3), "t") +
+                  'layer { name: "loss" type: "SigmoidCrossEntropyLoss" bottom: "x" bottom: "t" top: "loss" '
+                  f'loss_weight: 2 {loss_param} }}')
+
+
+SCE_X = torch.tensor([[[[-3.0, 0.0, 2.0]]], [[[40.0, -1.0, 0.5]]]])
+SCE_T = torch.tensor([[[[0.0, 1.0, 1.0]]], [[[1.0, -1.0, 0.0]]]])   # -1: ignored when ignore_label is -1
+
+
+@pytest.mark.parametrize("loss_param, divisor, ignored", [
+    ("", 2, False),                                                # unset: BATCH_SIZE (Caffe 1.0, measured)
+    ("loss_param { normalization: VALID }", 6, False),             # no ignore_label: every element
+    ("loss_param { normalization: FULL ignore_label: -1 }", 6, True),
+    ("loss_param { normalization: NONE }", 1, False),
+    ("loss_param { ignore_label: -1 }", 2, True),
+    ("loss_param { normalize: true ignore_label: -1 }", 5, True),  # legacy normalize: VALID
+])
+def test_sigmoid_cross_entropy_loss_normalisation_and_gradient(loss_param, divisor, ignored):
+    x = SCE_X.clone().requires_grad_(True)
+    blobs, loss = _sce_net(loss_param)({"x": x, "t": SCE_T})
+    x64, t64 = SCE_X.double().numpy(), SCE_T.double().numpy()
+    p = 1 / (1 + np.exp(-x64))
+    # -(t log p + (1 - t) log(1 - p)), in the form that stays finite at x = 40
+    terms = np.maximum(x64, 0) - x64 * t64 + np.log1p(np.exp(-np.abs(x64)))
+    keep = (t64 != -1) if ignored else np.ones_like(t64)
+    assert blobs["loss"].item() == pytest.approx((terms * keep).sum() / divisor, rel=1e-6)
+    assert loss.item() == pytest.approx(2 * blobs["loss"].item(), rel=1e-6)   # loss_weight 2
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (p - t64) * keep / divisor, rtol=1e-6, atol=1e-7)
+
+
+def test_silence_consumes_its_bottoms():
+    net = net_of(input_layer((1, 1, 2, 2)) + 'layer { name: "s" type: "Sigmoid" bottom: "data" top: "p" }\n'
+                 'layer { name: "q" type: "ReLU" bottom: "data" top: "r" }\n'
+                 'layer { name: "quiet" type: "Silence" bottom: "r" }')
+    assert net.outputs == ["p"]
+    blobs, loss = net({"data": torch.ones(1, 1, 2, 2)})
+    assert loss is None and set(blobs) == {"data", "p", "r"}
+    with pytest.raises(InputError, match=r"layer 'quiet' \(Silence\): Silence has no tops"):
+        net_of(input_layer((1, 1, 2, 2)) + 'layer { name: "quiet" type: "Silence" bottom: "data" top: "x" }')
+
+
+def test_bottom_no_layer_produces_is_one_line_naming_layer_and_blob():
+    with pytest.raises(InputError) as caught:
+        net_of(input_layer((1, 1, 4, 4)) + 'layer { name: "conv9" type: "Convolution" bottom: "dtaa" top: "c" '
+                                          'convolution_param { num_output: 1 kernel_size: 1 } }')
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "tiny.prototxt" in message and "'conv9'" in message and "'dtaa'" in message

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...caffe import caffe_pb2
 from .data import HDF5Rows
 from .fillers import fill
 
@@ -226,6 +227,86 @@ def build_euclidean_loss(layer, bottoms, build):
     return EuclideanLoss(), [()]
 
 
+class _SigmoidCrossEntropyLoss(torch.autograd.Function):
+    """Caffe's numerically stable cross-entropy of sigmoid(x) against target
+    t: sum(max(x, 0) - x t + log(1 + exp(-|x|))) / normalizer over the kept
+    elements (t != ignore_label); gradient (sigmoid(x) - t) / normalizer times
+    the top's gradient (its loss weight), 0 where ignored. Computed in double
+    and rounded once to float (Caffe sums floats: within float rounding)."""
+
+    @staticmethod
+    def forward(ctx, x, t, normalizer, ignore):
+        x64, t64 = x.double(), t.reshape(x.shape).double()
+        # Caffe compares static_cast<int>(target) (truncation) with ignore_label.
+        keep = torch.ones_like(x64) if ignore is None else (torch.trunc(t64) != ignore).double()
+        terms = torch.clamp(x64, min=0) - x64 * t64 + torch.log1p(torch.exp(-x64.abs()))
+        ctx.save_for_backward(x64, t64, keep)
+        ctx.normalizer = normalizer
+        return ((terms * keep).sum() / normalizer).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dloss):
+        x64, t64, keep = ctx.saved_tensors
+        prob = torch.tanh(x64 * 0.5) * 0.5 + 0.5
+        grad = (prob - t64) * keep * (dloss.double() / ctx.normalizer)
+        # Caffe refuses to backpropagate to the target ("cannot backpropagate to label inputs").
+        return grad.to(dloss.dtype), None, None, None
+
+
+class SigmoidCrossEntropyLoss(Layer):
+    default_loss_weight = 1.0
+
+    def __init__(self, normalization, ignore):
+        super().__init__()
+        self.normalization, self.ignore = normalization, ignore
+
+    def forward(self, x, t):
+        t = t.detach()
+        if self.normalization == "NONE":
+            normalizer = 1.0
+        elif self.normalization == "BATCH_SIZE":
+            normalizer = x.shape[0]
+        elif self.normalization == "FULL" or self.ignore is None:
+            normalizer = x.numel()
+        else:   # VALID with ignore_label: the kept elements
+            normalizer = int((torch.trunc(t) != self.ignore).sum())
+        return (_SigmoidCrossEntropyLoss.apply(x, t, max(1.0, float(normalizer)), self.ignore),)
+
+
+def build_sigmoid_cross_entropy_loss(layer, bottoms, build):
+    if len(bottoms) != 2:
+        raise ValueError(f"SigmoidCrossEntropyLoss takes 2 bottoms, got {len(bottoms)}")
+    a, b = bottoms
+    if math.prod(a) != math.prod(b):
+        raise ValueError(f"bottoms {a} and {b} must have the same count")
+    p = layer.loss_param
+    # Caffe 1.0 (checked against the Debian bullseye build): unlike the other
+    # losses, an unset `normalization` means BATCH_SIZE here (the layer's old
+    # divide-by-num), not the field's declared default VALID; the legacy
+    # `normalize: true/false` means VALID/BATCH_SIZE. The divisor is at least 1.
+    if p.HasField("normalization"):
+        mode = caffe_pb2.LossParameter.NormalizationMode.Name(p.normalization)
+    elif p.HasField("normalize"):
+        mode = "VALID" if p.normalize else "BATCH_SIZE"
+    else:
+        mode = "BATCH_SIZE"
+    ignore = p.ignore_label if p.HasField("ignore_label") else None
+    return SigmoidCrossEntropyLoss(mode, ignore), [()]
+
+
+class Silence(Layer):
+    """Consumes its bottoms (so they are not net outputs); no tops, zero gradient."""
+
+    def forward(self, *bottoms):
+        return ()
+
+
+def build_silence(layer, bottoms, build):
+    if layer.top:
+        raise ValueError("Silence has no tops")
+    return Silence(), []
+
+
 # --- data ------------------------------------------------------------------
 
 class Input(Layer):
@@ -285,4 +366,6 @@ LAYERS: Dict[str, Callable] = {
     "ReLU": build_relu,
     "Sigmoid": build_sigmoid,
     "EuclideanLoss": build_euclidean_loss,
+    "SigmoidCrossEntropyLoss": build_sigmoid_cross_entropy_loss,
+    "Silence": build_silence,
 }
