@@ -51,7 +51,12 @@ class Scan:
 
     def lesion_slices(self) -> np.ndarray:
         """Indices of the slices with at least one plaque pixel (§4.1 keeps only these)."""
-        return np.flatnonzero(self.mask_shw.reshape(len(self.mask_shw), -1).any(axis=1))
+        return lesion_slices(self.mask_shw)
+
+
+def lesion_slices(mask_shw: np.ndarray) -> np.ndarray:
+    """Indices of the slices of a (S, H, W) mask with at least one plaque pixel."""
+    return np.flatnonzero(mask_shw.reshape(len(mask_shw), -1).any(axis=1))
 
 
 def cohort_file(cohort_dir) -> Path:
@@ -167,6 +172,16 @@ def iter_scans(cohort_dir, patients: Optional[Sequence[str]] = None) -> Iterator
     """Yield one patient at a time, so memory holds one volume whatever the cohort size."""
     for pid in patients if patients is not None else patient_ids(cohort_dir):
         yield load_scan(cohort_dir, pid)
+
+
+def iter_masks(cohort_dir, patients: Optional[Sequence[str]] = None) -> Iterator[tuple]:
+    """Yield (patient, mask_shw) without reading the FLAIR volumes: for the
+    passes that need only where the plaques are."""
+    with _open(cohort_dir) as f:
+        for pid in patients if patients is not None else sorted(f["patients"].keys()):
+            if pid not in f["patients"]:
+                raise InputError(cohort_file(cohort_dir), f"no patient {pid}")
+            yield pid, f["patients"][pid]["mask"][...]
 
 
 def normalise_intensity(flair_shw: np.ndarray) -> np.ndarray:

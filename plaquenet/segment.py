@@ -45,14 +45,13 @@ from . import __version__
 from .atomic import atomic_path, refuse_existing
 from .cohort import normalise_intensity
 from .errors import InputError
-from .evaluate.inference import Forward, apply_network
+from .evaluate.inference import forward_volume
 from .evaluate.lesions import lesion_components
 from .evaluate.score import latest_snapshot, load_checked_forward
 from .io.dicom import read_dicom_series
 from .io.nifti import read_nifti
 from .io.orientation import SourceVolume, check_axial, from_cohort, to_cohort, voxel_mm
 from .io.study import discover_patient
-from .progress import progress
 
 DEFAULT_OUT = Path("segment-out")
 CONNECTIVITY = 26  # fully connected, as the WMH challenge counts lesions
@@ -113,7 +112,7 @@ def segment(study, snapshot, out=DEFAULT_OUT, threshold: Optional[float] = None,
     if not np.isfinite(flair_shw).all():
         raise InputError(image.path, "NaN/inf voxels in the FLAIR volume")
     forward = load_checked_forward("torch", deploy, snapshot, device)  # NaN output: an error naming the snapshot
-    probability_shw = network_output(forward, flair_shw)
+    probability_shw = forward_volume(flair_shw, forward)
     mask_shw, lesions = plaques(probability_shw, threshold, affine_whs, min_lesion_mm3)
     result = SegmentResult(out, threshold, lesions, mask_shw, probability_shw)
     about = {"snapshot": str(snapshot), "deploy": str(deploy), "device": device, "threshold": threshold,
@@ -158,15 +157,6 @@ def read_study(folder: Path) -> Tuple[SourceVolume, Optional[list]]:
 
 
 # --- the net and its plaques -------------------------------------------------
-
-def network_output(forward: Forward, flair_shw: np.ndarray) -> np.ndarray:
-    """Network output (S, H, W) float32 on every slice of the volume, normalised as in training."""
-    image_shw = normalise_intensity(flair_shw)
-    output_shw = np.empty(image_shw.shape, np.float32)
-    for s in progress(range(len(image_shw)), desc="segment", unit="slice"):
-        output_shw[s] = apply_network(forward, image_shw[s])
-    return output_shw
-
 
 def plaques(probability_shw: np.ndarray, threshold: float, affine_whs: np.ndarray,
             min_lesion_mm3: float = 0.0) -> Tuple[np.ndarray, List[Lesion]]:

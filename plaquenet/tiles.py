@@ -47,8 +47,8 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_path
-from .cohort import (cohort_file, cohort_id, iter_scans, make_split, normalise_intensity, patient_ids, read_split,
-                     split_file, write_split)
+from .cohort import (cohort_file, cohort_id, iter_masks, iter_scans, lesion_slices, make_split, normalise_intensity,
+                     patient_ids, read_split, split_file, write_split)
 from .errors import InputError
 from .progress import progress
 
@@ -318,20 +318,20 @@ def _find_lesion_tiles(cohort_dir, split, tile) -> Tuple[Dict[str, Dict[int, np.
     {patient: {slice: (N, 2)}}, and the number of test slices with lesions."""
     train = set(split["train"])
     origins, test_scans = {}, 0
-    for scan in progress(iter_scans(cohort_dir), total=len(patient_ids(cohort_dir)), desc="lesion tiles",
-                         unit="patient"):
-        if scan.patient not in train:
-            test_scans += len(scan.lesion_slices())
+    for patient, mask_shw in progress(iter_masks(cohort_dir), total=len(patient_ids(cohort_dir)),
+                                      desc="lesion tiles", unit="patient"):
+        if patient not in train:
+            test_scans += len(lesion_slices(mask_shw))
             continue
-        _check_size(scan, tile, cohort_dir)
-        origins[scan.patient] = {int(s): lesion_tile_origins(scan.mask_shw[s], tile) for s in scan.lesion_slices()}
+        _check_size(patient, mask_shw.shape, tile, cohort_dir)
+        origins[patient] = {int(s): lesion_tile_origins(mask_shw[s], tile) for s in lesion_slices(mask_shw)}
     return origins, test_scans
 
 
-def _check_size(scan, tile, cohort_dir):
-    _, h, w = scan.flair_shw.shape
+def _check_size(patient, shape_shw, tile, cohort_dir):
+    _, h, w = shape_shw
     if h < tile or w < tile:
-        raise InputError(cohort_file(cohort_dir), f"patient {scan.patient}: slices of {h}x{w} are smaller than "
+        raise InputError(cohort_file(cohort_dir), f"patient {patient}: slices of {h}x{w} are smaller than "
                                                   f"a {tile}x{tile} tile")
 
 

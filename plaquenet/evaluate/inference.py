@@ -51,18 +51,20 @@ def forward_lesion_slices(scan: Scan, forward: Forward) -> Iterator[LesionSlice]
     what the training tiles were cut from."""
     image_shw = normalise_intensity(scan.flair_shw)
     for s in scan.lesion_slices():
-        yield LesionSlice(scan.patient, int(s), image_shw[s], scan.mask_shw[s],
+        # copies, not views: the best/worst slices are kept across patients and a
+        # view would keep each of their whole volumes alive
+        yield LesionSlice(scan.patient, int(s), image_shw[s].copy(), scan.mask_shw[s].copy(),
                           apply_network(forward, image_shw[s]))
 
 
-def forward_volume(scan: Scan, forward: Forward) -> np.ndarray:
-    """The network's output on EVERY slice of `scan`, float32 (S, H, W) in [0, 1]:
-    the whole probability volume (for --save-probabilities), same input as
-    `forward_lesion_slices`. Costs S forwards, where scoring costs only the
-    slices with plaques."""
-    image_shw = normalise_intensity(scan.flair_shw)
+def forward_volume(flair_shw: np.ndarray, forward: Forward) -> np.ndarray:
+    """The network's output on EVERY slice of a (S, H, W) FLAIR volume, float32
+    (S, H, W): the whole probability volume (--save-probabilities, `segment`),
+    same input as `forward_lesion_slices`. Costs S forwards, where scoring
+    costs only the slices with plaques."""
+    image_shw = normalise_intensity(flair_shw)
     output_shw = np.empty(image_shw.shape, np.float32)
-    for s in range(len(image_shw)):
+    for s in progress(range(len(image_shw)), desc="slices", unit="slice"):
         output_shw[s] = apply_network(forward, image_shw[s])
     return output_shw
 

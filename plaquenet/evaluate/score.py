@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import __version__
 from ..atomic import atomic_path, refuse_existing
-from ..cohort import cohort_file, cohort_name, iter_scans, patient_ids, read_split, split_file
+from ..cohort import cohort_file, cohort_name, iter_masks, iter_scans, lesion_slices, patient_ids, read_split, split_file
 from ..errors import InputError
 from ..progress import progress
 from ..report.figures import (precision_recall_figure, raw_threshold_figure, save_png, slice_outcome_figure,
@@ -210,7 +210,7 @@ def save_probabilities(forward: Forward, cohort_dir, out_dir, force: bool = Fals
         tmp.mkdir()
         for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="probabilities",
                              unit="patient"):
-            output_whs = forward_volume(scan, forward).transpose(2, 1, 0)
+            output_whs = forward_volume(scan.flair_shw, forward).transpose(2, 1, 0)
             image = nib.Nifti1Image(output_whs, np.asarray(scan.affine_whs, dtype=np.float64))
             image.header.set_xyzt_units("mm")
             image.header.set_data_dtype(np.float32)
@@ -401,7 +401,7 @@ def _check_split(cohort_dir) -> dict:
 
 def _check_test_has_lesions(cohort_dir, patients: List[str]) -> None:
     # Cheap before the long training pass: masks only, no network.
-    if not any(len(scan.lesion_slices()) for scan in iter_scans(cohort_dir, patients)):
+    if not any(len(lesion_slices(mask_shw)) for _, mask_shw in iter_masks(cohort_dir, patients)):
         raise InputError(cohort_file(cohort_dir), "no test slice contains a plaque (§4.1 scores only those)")
 
 
