@@ -445,7 +445,6 @@ def _orbit(head, z, labels, side):
 def _brain(head, z, labels, depth, inner):
     """Intracranial space: CSF, cerebrum with cortex and sulci, ventricles, deep
     grey nuclei, and below the tentorium cerebellum and brainstem."""
-    u, v = head.u_hw, head.v_hw
     wall = np.minimum(depth - inner, (z - head.floor_hw) * head.floor_norm_hw)  # mm to the skull
     cranium = wall > 0
     if not cranium.any():

@@ -36,7 +36,7 @@ import numpy as np
 import pydicom
 
 from ..errors import InputError
-from .dicom import check_values, dicom_stem, one_line
+from .dicom import check_values, one_line
 from .orientation import SourceVolume, cohort_grid, from_cohort, lps_to_ras, ras_to_ijk
 from .polygons import rasterise_polygons
 

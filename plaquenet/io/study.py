@@ -165,7 +165,7 @@ def resample_scan(scan: Scan, shape_hw: Tuple[int, int]) -> Scan:
 
     cv2 puts pixel centres at (x + 0.5) * scale - 0.5 in the source, so the affine's origin moves by
     half the change in pixel size."""
-    (s, h, w), (new_h, new_w) = scan.flair_shw.shape, shape_hw
+    (_, h, w), (new_h, new_w) = scan.flair_shw.shape, shape_hw
     if (h, w) == (new_h, new_w):
         return scan
     resize = lambda v, how: np.stack([cv2.resize(x, (new_w, new_h), interpolation=how) for x in v])  # noqa: E731
