@@ -10,13 +10,18 @@ PN       = $(BIN)/plaquenet
 COHORT  ?= demo
 SOLVER  ?= prototxt/solver.prototxt
 RUN     ?= runs/paper
+ENGINE  ?= torch
+DEVICE  ?= cpu
 CAFFE_ROOT ?= build/caffe-root
 
 .PHONY: demo test tiles train score clean venv proto caffe-root bench
 
 venv: $(VENV)/.installed
 
+# torch 2.13.0 (the engine) needs Python >= 3.10; on 3.9 only the data and
+# evaluation code install (pycaffe's Python in Debian bullseye).
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "plaquenet needs Python >= 3.10 (torch 2.13.0); $(PYTHON) is $$($(PYTHON) -V 2>&1): give PYTHON=python3.11 or newer"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .
@@ -31,27 +36,26 @@ $(VENV)/.test-installed: $(VENV)/.installed
 demo: venv
 	$(PN) phantom data/phantom --force
 	$(PN) import data/phantom/dicom --cohort data/demo --force
-	$(MAKE) --no-print-directory tiles COHORT=demo
-	rm -rf runs/demo
-	$(PN) train --engine torch --solver prototxt/solver_demo.prototxt
-	$(PN) score --snapshot runs/demo --cohort data/current --force
+	$(PN) tiles --cohort data/demo --force
+	$(PN) train --engine torch --solver prototxt/solver_demo.prototxt --force
+	$(PN) score --snapshot runs/demo --cohort data/demo --force
 	@echo
 	@echo "demo done: cohort data/demo, tiles data/demo/tiles, run runs/demo,"
 	@echo "           results runs/demo/score/results.json, report runs/demo/score/report.html"
 
-# Paper §4.1 tiles for data/$(COHORT); data/current points at the tile set that
-# the train prototxt's HDF5Data reads (data/current/tiles/train.txt).
+# Paper §4.1 tiles for data/$(COHORT); `plaquenet tiles` points data/current at
+# it, the tile set the train prototxt's HDF5Data reads (data/current/tiles/train.txt).
 tiles: venv
 	$(PN) tiles --cohort data/$(COHORT) --force
-	ln -sfn $(COHORT) data/current
 
-# The paper's solver by default (SGD, lr 1e-5, momentum 0.9).
+# The paper's solver by default (SGD, lr 1e-5, momentum 0.9; 75,000 iterations
+# to the paper's best net: train prints its time estimate after a few).
 train: venv
-	$(PN) train --engine torch --solver $(SOLVER)
+	$(PN) train --engine $(ENGINE) --device $(DEVICE) --solver $(SOLVER)
 
 # Scores the latest snapshot of the current run.
 score: venv
-	$(PN) score --snapshot $(RUN) --cohort data/current --force
+	$(PN) score --snapshot $(RUN) --engine $(ENGINE) --device $(DEVICE) --force
 
 # The suite, conformance tests against real Caffe 1.0 included: as root the
 # Caffe root is built first (once, ~1 min); otherwise those tests skip.

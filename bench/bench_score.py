@@ -28,7 +28,7 @@ from plaquenet.caffe.prototxt import read_net
 from plaquenet.caffe.snapshot import write_caffemodel
 from plaquenet.cohort import Scan, split_file, write_cohort, write_split
 from plaquenet.engines.torch.net import TEST, Net, load_deploy, net_to_proto
-from plaquenet.evaluate.score import score_with_forward
+from plaquenet.score import score_with_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "prototxt" / "plaquenet_deploy.prototxt"

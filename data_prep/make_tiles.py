@@ -4,12 +4,22 @@
         [--negative-share 0.333] [--test-fraction 0.2] [--seed 0] [--lmdb] [--force]
 
 Run it from the repository root: train.txt lists the .h5 files relative to
-the working directory, as Caffe reads them.
+the working directory, as Caffe reads them. Run with any Python: where
+plaquenet is not importable (the system Python), the script re-runs itself
+with the repository's .venv/bin/python (`make venv`).
 """
 
+import os
 import sys
+from pathlib import Path
 
-from plaquenet.cli import main
+try:
+    from plaquenet.cli import main
+except ImportError:
+    venv_python = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
+    if not venv_python.is_file() or Path(sys.executable).resolve() == venv_python.resolve():
+        sys.exit(f"{sys.argv[0]}: error: plaquenet is not installed for {sys.executable}; run `make venv` first")
+    os.execv(str(venv_python), [str(venv_python), __file__, *sys.argv[1:]])
 
 if __name__ == "__main__":
-    sys.exit(main(["tiles"] + sys.argv[1:]))
+    sys.exit(main(["tiles", *sys.argv[1:]]))

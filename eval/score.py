@@ -1,9 +1,20 @@
 """`python eval/score.py --snapshot X.caffemodel [...]` is `plaquenet score --snapshot X.caffemodel [...]`:
-full-scan inference, threshold on the training scans, F-measure, report (see `plaquenet score --help`)."""
+full-scan inference, threshold on the training scans, F-measure, report (see `plaquenet score --help`).
 
+Run with any Python: where plaquenet is not importable (the system Python),
+the script re-runs itself with the repository's .venv/bin/python (`make venv`)."""
+
+import os
 import sys
+from pathlib import Path
 
-from plaquenet.cli import main
+try:
+    from plaquenet.cli import main
+except ImportError:
+    venv_python = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
+    if not venv_python.is_file() or Path(sys.executable).resolve() == venv_python.resolve():
+        sys.exit(f"{sys.argv[0]}: error: plaquenet is not installed for {sys.executable}; run `make venv` first")
+    os.execv(str(venv_python), [str(venv_python), __file__, *sys.argv[1:]])
 
 if __name__ == "__main__":
     sys.exit(main(["score", *sys.argv[1:]]))

@@ -1,28 +1,58 @@
 """`plaquenet`: one console script, one subcommand per stage (see README).
 
-The CLI only parses arguments, prints and maps errors to exit codes; the work
-is done by library functions that tests call directly."""
+The CLI only parses arguments, prints and maps errors to exit codes (an
+InputError is one line on stderr and exit 2); the work is done by the stage
+modules (phantom, ingest, tiles, train, score, segment), which tests call
+directly. Every option says what it does and its default in `--help`."""
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
 
+from . import paths
 from .atomic import refuse_existing
+from .engines import ENGINES
 from .errors import InputError
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to every option whose default is a value."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if default not in (None, False, argparse.SUPPRESS) and action.option_strings and "default" not in text:
+            text += f" (default: {default:.4g})" if isinstance(default, float) else f" (default: {default})"
+        return text
+
+
+def _parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
+
+
+def _force(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--force", action="store_true", help=f"replace {what} if it exists (otherwise: refuse)")
+
+
+def _engine_and_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=ENGINES, default="torch",
+                   help="torch: plaquenet's Caffe-faithful engine; caffe: real Caffe (pycaffe, `caffe train`)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (gpu is taken for cuda)")
 
 
 # --- phantom ---------------------------------------------------------------
 
-def _add_phantom(sub):
-    p = sub.add_parser("phantom", help="write the synthetic FLAIR cohort (DICOM + RTSTRUCT/SEG, and NIfTI)")
+def _add_phantom(sub) -> None:
+    p = _parser(sub, "phantom", "write the synthetic FLAIR cohort (DICOM + RTSTRUCT/SEG, and NIfTI)")
     p.add_argument("out", type=Path, help="folder to create; gets dicom/<patient>/ and nifti/<patient>/")
-    p.add_argument("--patients", type=int, default=10)
+    p.add_argument("--patients", type=int, default=10, help="number of patients")
     p.add_argument("--slices", type=int, default=20, help="axial slices per patient")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same cohort")
+    _force(p, "OUT")
 
 
-def _run_phantom(args):
+def _run_phantom(args: argparse.Namespace) -> None:
     from .phantom import write_phantom
 
     refuse_existing(args.out, args.force)
@@ -32,92 +62,102 @@ def _run_phantom(args):
 
 # --- import ----------------------------------------------------------------
 
-def _add_import(sub):
-    p = sub.add_parser("import", help="DICOM/NIfTI studies + outlines -> cohort store")
+def _add_import(sub) -> None:
+    p = _parser(sub, "import", "DICOM/NIfTI studies + outlines -> cohort store (pseudonymous ids only)")
     p.add_argument("studies", type=Path, help="folder with one sub-folder per patient")
     p.add_argument("--cohort", type=Path, required=True, help="cohort folder to write (cohort.h5 inside)")
     p.add_argument("--resample", metavar="HxW", default=None,
-                   help="resample every slice to this size (default: keep each scan's own size)")
-    p.add_argument("--force", action="store_true", help="replace an existing cohort store")
+                   help="resample every slice to this size, e.g. 448x512 (default: keep each scan's own size)")
+    _force(p, "the cohort store")
 
 
-def _run_import(args):
+def _run_import(args: argparse.Namespace) -> None:
     from .cohort import cohort_file
-    from .io.study import import_studies
+    from .ingest import import_studies
 
     refuse_existing(cohort_file(args.cohort), args.force)
-    summary = import_studies(args.studies, args.cohort, resample=args.resample)
-    print(summary)
+    print(import_studies(args.studies, args.cohort, resample=args.resample))
 
 
 # --- tiles -----------------------------------------------------------------
 
-def _add_tiles(sub):
-    p = sub.add_parser("tiles", help="paper §4.1: split by patient, cut 50x50 tiles -> Caffe HDF5Data")
-    p.add_argument("--cohort", type=Path, required=True)
-    p.add_argument("--out", type=Path, default=None, help="default: COHORT/tiles")
-    p.add_argument("--tile", type=int, default=50)
-    p.add_argument("--negative-share", type=float, default=1 / 3,
+def _add_tiles(sub) -> None:
+    from .cohort import TEST_FRACTION
+    from .tiles import NEGATIVE_SHARE, SEED, TILE
+
+    p = _parser(sub, "tiles", "paper §4.1: split by patient, cut the training scans into tiles -> Caffe HDF5Data; "
+                              f"points {paths.CURRENT} at the cohort")
+    p.add_argument("--cohort", type=Path, required=True, help="cohort folder (from `plaquenet import`)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"tile folder (default: COHORT/tiles; only then is {paths.CURRENT} pointed at COHORT)")
+    p.add_argument("--tile", type=int, default=TILE, help="tile side in pixels")
+    p.add_argument("--negative-share", type=float, default=NEGATIVE_SHARE,
                    help="share of lesion-free tiles in the final set (paper: about one third)")
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help=f"share of patients in the test split, for a new split (default: {TEST_FRACTION}, "
+                        f"the paper's 19 of 96); refused when COHORT/split.json exists with another value")
+    p.add_argument("--seed", type=int, default=SEED, help="random seed of the split and of the lesion-free tiles")
     p.add_argument("--lmdb", action="store_true", help="also write image/mask LMDBs of Caffe Datums")
-    p.add_argument("--force", action="store_true")
+    _force(p, "the tile folder")
 
 
-def _run_tiles(args):
+def _run_tiles(args: argparse.Namespace) -> None:
     from .tiles import make_tiles
 
     out = args.out or args.cohort / "tiles"
     refuse_existing(out, args.force)
-    counts = make_tiles(args.cohort, out, tile=args.tile, negative_share=args.negative_share,
-                        test_fraction=args.test_fraction, seed=args.seed, lmdb=args.lmdb)
-    print(counts)
+    print(make_tiles(args.cohort, out, tile=args.tile, negative_share=args.negative_share,
+                     test_fraction=args.test_fraction, seed=args.seed, lmdb=args.lmdb))
+    if args.out is None and Path(args.cohort).resolve() != paths.CURRENT.resolve():
+        paths.point_current_at(args.cohort)
+        print(f"{paths.CURRENT} -> {args.cohort} (the train prototxt reads {paths.CURRENT}/tiles/train.txt)")
+    elif args.out is not None:
+        print(f"{paths.CURRENT} unchanged (--out given): point your train prototxt's source at {out}")
 
 
 # --- train -----------------------------------------------------------------
 
-def _add_train(sub):
-    p = sub.add_parser("train", help="like `caffe train`: SOLVER prototxt -> snapshots, Caffe-format log")
-    p.add_argument("--engine", choices=["torch", "caffe"], default="torch")
-    p.add_argument("--solver", type=Path, required=True)
-    p.add_argument("--weights", type=Path, default=None, help="initial .caffemodel")
+def _add_train(sub) -> None:
+    p = _parser(sub, "train", "like `caffe train`: SOLVER prototxt -> snapshots, Caffe-format log")
+    p.add_argument("--solver", type=Path, required=True,
+                   help=f"solver prototxt, e.g. {paths.PAPER_SOLVER} (the paper's SGD)")
+    p.add_argument("--weights", type=Path, default=None, help="initial .caffemodel to fine-tune from")
     p.add_argument("--snapshot", type=Path, default=None, help=".solverstate to resume from")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    _engine_and_device(p)
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier run's snapshots, train.log and train.csv in the run folder "
+                        "(otherwise: refuse, unless resuming with --snapshot)")
 
 
-def _run_train(args):
-    if args.engine == "caffe":
-        from .engines.caffe import train
-    else:
-        from .engines.torch.train import train
+def _run_train(args: argparse.Namespace) -> None:
+    from .train import train
 
-    result = train(args.solver, weights=args.weights, snapshot=args.snapshot, device=args.device)
-    print(result)
+    print(train(args.solver, engine=args.engine, weights=args.weights, snapshot=args.snapshot,
+                device=args.device, force=args.force))
 
 
 # --- score -----------------------------------------------------------------
 
-def _add_score(sub):
-    p = sub.add_parser("score", help="full-scan inference, threshold on training scans, F-measure, report")
+def _add_score(sub) -> None:
+    p = _parser(sub, "score", "full-scan inference, threshold on the training scans, F-measure, report")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--snapshot", type=Path, help="a .caffemodel, or a run folder (its latest snapshot)")
     which.add_argument("--all-snapshots", type=Path, metavar="RUN_DIR",
                        help="score every *_iter_<N>.caffemodel of RUN_DIR for the training curves "
                             "(paper Fig. 5: curves.csv, curves.png); the latest one in full")
-    p.add_argument("--cohort", type=Path, default=Path("data/current"))
-    p.add_argument("--deploy", type=Path, default=Path("prototxt/plaquenet_deploy.prototxt"))
-    p.add_argument("--engine", choices=["torch", "caffe"], default="torch")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/score")
+    p.add_argument("--cohort", type=Path, default=paths.CURRENT, help="cohort folder with its split")
+    p.add_argument("--deploy", type=Path, default=None,
+                   help=f"deploy prototxt (default: the run folder's copy, else {paths.DEPLOY})")
+    _engine_and_device(p)
+    p.add_argument("--out", type=Path, default=None, help="folder to write (default: RUN_DIR/score)")
     p.add_argument("--save-probabilities", type=Path, default=None, metavar="DIR",
                    help="also write every patient's probability volume to DIR/<patient>.nii.gz "
                         "(every slice forwarded, not only those with plaques: slower)")
-    p.add_argument("--force", action="store_true")
+    _force(p, "OUT (and DIR)")
 
 
-def _run_score(args):
-    from .evaluate.score import score
+def _run_score(args: argparse.Namespace) -> None:
+    from .score import score
 
     results = score(args.all_snapshots or args.snapshot, cohort_dir=args.cohort, deploy=args.deploy,
                     engine=args.engine, device=args.device, out=args.out, force=args.force,
@@ -129,31 +169,33 @@ def _run_score(args):
 
 # --- segment ---------------------------------------------------------------
 
-def _add_segment(sub):
-    p = sub.add_parser("segment", help="a trained net on one new study -> NIfTI masks, DICOM SEG, lesion table")
+def _add_segment(sub) -> None:
+    p = _parser(sub, "segment", "a trained net on one new study -> NIfTI masks, DICOM SEG, lesion table")
     p.add_argument("study", type=Path, help="one patient folder: DICOM FLAIR series or NIfTI (no outlines needed)")
     p.add_argument("--snapshot", type=Path, required=True,
                    help="a .caffemodel, or a run folder (its latest snapshot)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="plaque where output >= this (default: RUN_DIR/score/results.json)")
-    p.add_argument("--out", type=Path, default=None, help="folder to write (default: ./segment-out)")
-    p.add_argument("--deploy", type=Path, default=Path("prototxt/plaquenet_deploy.prototxt"))
-    p.add_argument("--min-lesion-mm3", type=float, default=0.0, help="drop lesions smaller than this")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+                   help="plaque where output >= this, in [0, 1] (default: the threshold `plaquenet score` "
+                        "stored in RUN_DIR/score/results.json)")
+    p.add_argument("--out", type=Path, default=paths.SEGMENT_OUT, help="folder to write")
+    p.add_argument("--deploy", type=Path, default=None,
+                   help=f"deploy prototxt (default: the run folder's copy, else {paths.DEPLOY})")
+    p.add_argument("--min-lesion-mm3", type=float, default=0.0,
+                   help="drop lesions of this volume or less (0: keep all)")
+    _engine_and_device(p)
+    _force(p, "OUT")
 
 
-def _run_segment(args):
-    from .segment import DEFAULT_OUT, segment
+def _run_segment(args: argparse.Namespace) -> None:
+    from .segment import segment
 
-    result = segment(args.study, args.snapshot, out=args.out or DEFAULT_OUT, threshold=args.threshold,
-                     deploy=args.deploy, min_lesion_mm3=args.min_lesion_mm3, device=args.device, force=args.force)
-    print(result)
+    print(segment(args.study, args.snapshot, out=args.out, threshold=args.threshold, deploy=args.deploy,
+                  min_lesion_mm3=args.min_lesion_mm3, engine=args.engine, device=args.device, force=args.force))
 
 
 # ---------------------------------------------------------------------------
 
-COMMANDS = {
+COMMANDS: Dict[str, Tuple[Callable, Callable[[argparse.Namespace], None]]] = {
     "phantom": (_add_phantom, _run_phantom),
     "import": (_add_import, _run_import),
     "tiles": (_add_tiles, _run_tiles),
@@ -163,7 +205,7 @@ COMMANDS = {
 }
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plaquenet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():
@@ -171,7 +213,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command][1](args)

@@ -35,6 +35,7 @@ from .errors import InputError
 
 FORMAT = "plaquenet-cohort"
 VERSION = 1
+TEST_FRACTION = 0.2  # §4.1: a random split by patient, 77 train / 19 test of 96
 
 
 @dataclasses.dataclass
@@ -204,7 +205,7 @@ def normalise_intensity(flair_shw: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def make_split(patients: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> Dict[str, list]:
+def make_split(patients: Sequence[str], test_fraction: float = TEST_FRACTION, seed: int = 0) -> Dict[str, list]:
     """Random split by patient (§4.1: 77 train / 19 test of 96, i.e. about 80/20).
 
     Every cohort of two or more patients gets at least one patient on each side."""

@@ -5,9 +5,10 @@ import` (`io.study.discover_patient`), outlines not needed: a DICOM FLAIR
 series or a NIfTI volume. Every slice (not only those with plaques) goes
 through the deploy net after the same per-volume `normalise_intensity` as
 training and scoring; a voxel is plaque where the output >= the threshold
-(default: the one `plaquenet score` chose, `<run dir>/score/results.json`).
-Plaques are 3D connected components (26-connectivity); `min_lesion_mm3`
-drops the smaller ones.
+(default: the one `plaquenet score` chose, `<run dir>/score/results.json`),
+a number in [0, 1] since the output is a sigmoid. Plaques are 3D connected
+components (26-connectivity); `min_lesion_mm3` drops those of that volume or
+less, by the same rule as the lesion-wise evaluation (`evaluate.lesions`).
 
 OUT (written atomically, one folder) holds
 
@@ -18,7 +19,9 @@ OUT (written atomically, one folder) holds
                         A SEG carries its source's patient and study modules
                         by design (that is how a viewer attaches it): the one
                         file here with patient data, for the hospital's systems.
-    lesions.csv         one row per lesion: volume, slices, centroid
+    lesions.csv         one row per lesion: volume, slices, centroid as cohort
+                        voxel indices (s, h, w) and in RAS mm, the world
+                        frame of mask.nii.gz (LESION_COLUMNS)
     overlays/slice_<s>.png  each slice with plaques, mask in colour
     segment.json        threshold, snapshot, counts (no header field, no path
                         of the study)
@@ -41,21 +44,26 @@ import cv2
 import nibabel as nib
 import numpy as np
 
-from . import __version__
+from . import __version__, paths
 from .atomic import atomic_path, refuse_existing
 from .cohort import normalise_intensity
+from .engines import checked, get_engine
+from .engines.snapshots import find_deploy, latest_snapshot
 from .errors import InputError
 from .evaluate.inference import forward_volume
 from .evaluate.lesions import lesion_components
-from .evaluate.score import latest_snapshot, load_checked_forward
-from .io.dicom import read_dicom_series
-from .io.nifti import read_nifti
 from .io.orientation import SourceVolume, check_axial, from_cohort, to_cohort, voxel_mm
-from .io.study import discover_patient
+from .io.study import discover_patient, read_flair
 
-DEFAULT_OUT = Path("segment-out")
 CONNECTIVITY = 26  # fully connected, as the WMH challenge counts lesions
 SEGMENT_LABEL = "MS plaques"
+# lesions.csv: centroids as cohort voxel indices and in RAS mm, the world
+# frame of mask.nii.gz (+x toward the patient's right, +y anterior, +z
+# superior; DICOM's patient coordinates are LPS: x and y negated).
+LESION_COLUMNS = ("lesion", "volume_mm3", "voxels", "first_slice", "last_slice", "centroid_s", "centroid_h",
+                  "centroid_w", "centroid_x_ras_mm", "centroid_y_ras_mm", "centroid_z_ras_mm")
+LESIONS_CSV_FRAME = ("centroid_s/h/w: voxel indices in the cohort's (S, H, W) order (s inferior -> superior); "
+                     "centroid_x/y/z_ras_mm: RAS world coordinates in mm (NIfTI, as mask.nii.gz)")
 OVERLAY_COLOUR_BGR = (0, 0, 255)
 OUTLINE_COLOUR_BGR = (0, 255, 255)
 
@@ -90,11 +98,12 @@ class SegmentResult:
                 f"(threshold {self.threshold:.4g}) -> {self.out}")
 
 
-def segment(study, snapshot, out=DEFAULT_OUT, threshold: Optional[float] = None,
-            deploy="prototxt/plaquenet_deploy.prototxt", min_lesion_mm3: float = 0.0, device: str = "cpu",
+def segment(study, snapshot, out=paths.SEGMENT_OUT, threshold: Optional[float] = None, deploy=None,
+            min_lesion_mm3: float = 0.0, engine: str = "torch", device: str = "cpu",
             force: bool = False) -> SegmentResult:
     """Segment one patient's study with a snapshot (a .caffemodel or a run folder: its latest);
-    write OUT atomically (see the module docstring). InputError on any bad input."""
+    write OUT atomically (see the module docstring). `deploy` defaults to the run folder's copy
+    (`engines.snapshots.find_deploy`). InputError on any bad input."""
     study, out = Path(study), Path(out)
     if not study.is_dir():
         raise InputError(study, "not a folder (give one patient's study folder)")
@@ -102,24 +111,25 @@ def segment(study, snapshot, out=DEFAULT_OUT, threshold: Optional[float] = None,
         raise InputError("--min-lesion-mm3", f"must be a volume >= 0, got {min_lesion_mm3}")
     snapshot = latest_snapshot(snapshot)
     threshold_from = "--threshold" if threshold is not None else str(results_file(snapshot))
-    threshold = stored_threshold(snapshot) if threshold is None else float(threshold)
-    if not math.isfinite(threshold):
-        raise InputError("--threshold", f"must be a number, got {threshold}")
+    threshold = stored_threshold(snapshot) if threshold is None else check_threshold(threshold, snapshot)
+    deploy = find_deploy(snapshot, deploy)
+    device = get_engine(engine).check_device(device)
     refuse_existing(out, force)  # before the slow part: fail fast
-    image, headers = read_study(study)
+    image, headers = read_flair(discover_patient(study, need_outlines=False))
     flair_shw, affine_whs = to_cohort(image.data_ijk, image.affine_ras)
     check_axial(image.path, affine_whs)
     if not np.isfinite(flair_shw).all():
         raise InputError(image.path, "NaN/inf voxels in the FLAIR volume")
-    forward = load_checked_forward("torch", deploy, snapshot, device)  # NaN output: an error naming the snapshot
+    forward = checked(get_engine(engine).load_deploy(deploy, snapshot, device), snapshot)  # NaN: one line
     probability_shw = forward_volume(flair_shw, forward)
     mask_shw, lesions = plaques(probability_shw, threshold, affine_whs, min_lesion_mm3)
     result = SegmentResult(out, threshold, lesions, mask_shw, probability_shw)
-    about = {"snapshot": str(snapshot), "deploy": str(deploy), "device": device, "threshold": threshold,
+    about = {"snapshot": str(snapshot), "deploy": str(deploy), "engine": engine, "device": device,
+             "threshold": threshold,
              "threshold_from": threshold_from,
              "min_lesion_mm3": min_lesion_mm3, "connectivity": CONNECTIVITY,
              "flair_source": "dicom" if headers else "nifti", "shape_shw": list(flair_shw.shape),
-             "voxel_mm": list(voxel_mm(affine_whs))}
+             "voxel_mm": list(voxel_mm(affine_whs)), "lesions_csv": LESIONS_CSV_FRAME}
     write_outputs(out, result, image, headers, normalise_intensity(flair_shw), about)
     return result
 
@@ -140,39 +150,35 @@ def stored_threshold(snapshot: Path) -> float:
         value = float(json.loads(path.read_text())["threshold"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(path, f"no readable 'threshold' ({type(e).__name__}: {e})") from None
-    if not math.isfinite(value):
-        raise InputError(path, f"threshold is {value}")
+    if not 0 <= value <= 1:
+        raise InputError(path, f"threshold is {value}, outside [0, 1]")
     return value
 
 
-def read_study(folder: Path) -> Tuple[SourceVolume, Optional[list]]:
-    """The FLAIR of one patient folder -> (SourceVolume, the DICOM headers in its slice order k,
-    or None for NIfTI)."""
-    found = discover_patient(Path(folder), need_outlines=False)
-    if not found.flair_dicom:
-        return read_nifti(found.flair_nifti), None
-    image = read_dicom_series([p for p, _ in found.flair_dicom], [h for _, h in found.flair_dicom])
-    by_uid = {str(h.SOPInstanceUID): h for _, h in found.flair_dicom}
-    return image, [by_uid[uid] for uid in image.sop_uids]
+def check_threshold(threshold: float, snapshot: Path) -> float:
+    """A threshold given by hand: the net's output is a sigmoid, so only [0, 1]
+    can separate plaque from background (above 1 nothing, below 0 everything)."""
+    value = float(threshold)
+    if not 0 <= value <= 1:
+        try:
+            stored = f"; this run's stored threshold is {stored_threshold(snapshot):.4g}"
+        except InputError:
+            stored = ""
+        raise InputError("--threshold", f"must be in [0, 1] (the network's output is a sigmoid), got {threshold}"
+                                        f"{stored}")
+    return value
 
 
 # --- the net and its plaques -------------------------------------------------
 
 def plaques(probability_shw: np.ndarray, threshold: float, affine_whs: np.ndarray,
             min_lesion_mm3: float = 0.0) -> Tuple[np.ndarray, List[Lesion]]:
-    """Threshold (plaque where output >= threshold), label 3D components, drop those smaller
-    than `min_lesion_mm3`. Returns (mask_shw uint8 0/1, lesions in scan order); ([], empty
+    """Threshold (plaque where output >= threshold), label 3D components, drop those of
+    `min_lesion_mm3` or less (`evaluate.lesions.lesion_components`: the MSSEG-2016 rule). Returns (mask_shw uint8 0/1, lesions in scan order); ([], empty
     mask) when nothing reaches the threshold."""
-    vox_mm = voxel_mm(affine_whs)
-    labels_shw, n = lesion_components(probability_shw >= threshold, vox_mm, CONNECTIVITY)
-    voxel_mm3 = float(np.prod(vox_mm))
-    counts = np.bincount(labels_shw.ravel(), minlength=n + 1)
-    keep = counts * voxel_mm3 >= min_lesion_mm3 * (1 - 1e-9)  # tolerance: DS spacings are decimal
-    keep[0] = False
-    relabel = np.zeros(n + 1, np.int32)
-    relabel[keep] = np.arange(1, int(keep.sum()) + 1)
-    labels_shw = relabel[labels_shw]
-    return (labels_shw > 0).astype(np.uint8), lesion_table(labels_shw, int(keep.sum()), affine_whs)
+    labels_shw, n = lesion_components(probability_shw >= threshold, voxel_mm(affine_whs), CONNECTIVITY,
+                                      min_volume_mm3=min_lesion_mm3)
+    return (labels_shw > 0).astype(np.uint8), lesion_table(labels_shw, n, affine_whs)
 
 
 def lesion_table(labels_shw: np.ndarray, n: int, affine_whs: np.ndarray) -> List[Lesion]:
@@ -248,8 +254,7 @@ def write_seg(path: Path, mask_shw: np.ndarray, image: SourceVolume, headers: Se
 def write_lesion_table(path: Path, lesions: List[Lesion]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["lesion", "volume_mm3", "voxels", "first_slice", "last_slice", "centroid_s",
-                         "centroid_h", "centroid_w", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"])
+        writer.writerow(LESION_COLUMNS)
         for lesion in lesions:
             writer.writerow([lesion.number, f"{lesion.volume_mm3:.4f}", lesion.voxels, lesion.first_slice,
                              lesion.last_slice, *(f"{v:.2f}" for v in lesion.centroid_shw),

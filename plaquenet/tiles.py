@@ -40,17 +40,24 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import h5py
 import numpy as np
 
 from .atomic import atomic_path
-from .cohort import (cohort_file, cohort_id, iter_masks, iter_scans, lesion_slices, make_split, normalise_intensity,
+from .cohort import (TEST_FRACTION, cohort_file, cohort_id, iter_masks, iter_scans, lesion_slices, make_split, normalise_intensity,
                      patient_ids, read_split, split_file, write_split)
 from .errors import InputError
 from .progress import progress
+
+# The protocol's defaults, one home each (the CLI and make_tiles read them;
+# the split's test fraction lives with the split, cohort.TEST_FRACTION).
+TILE = 50                  # §4.1: "tiles of the size 50x50"
+NEGATIVE_SHARE = 1 / 3     # §4.1: "approximately one-third" of the tiles are lesion-free
+NEGATIVE_PREFERENCE = 4.0  # ours: the exponent of "preference to bright areas and high contrast"
+SEED = 0
 
 FORMAT = "plaquenet-tiles"
 VERSION = 1
@@ -107,7 +114,7 @@ def grid_origins(length: int, tile: int) -> np.ndarray:
     return starts
 
 
-def lesion_tile_origins(mask_hw: np.ndarray, tile: int = 50) -> np.ndarray:
+def lesion_tile_origins(mask_hw: np.ndarray, tile: int = TILE) -> np.ndarray:
     """Top-left corners (row, column) of the tiles with lesions of one slice.
 
     mask_hw: (H, W) 0/1, H and W >= tile. Returns int (N, 2), without
@@ -158,8 +165,8 @@ def _nearest_start(start, lo, size, tile, length) -> int:
 
 # --- step 3: lesion-free tiles -----------------------------------------------
 
-def negative_tile_weights(image_hw: np.ndarray, mask_hw: np.ndarray, tile: int = 50,
-                          preference: float = 4.0) -> np.ndarray:
+def negative_tile_weights(image_hw: np.ndarray, mask_hw: np.ndarray, tile: int = TILE,
+                          preference: float = NEGATIVE_PREFERENCE) -> np.ndarray:
     """Weight of every window as a lesion-free tile, by its top-left corner.
 
     image_hw: (H, W) normalised intensity in [0, 1]; mask_hw: (H, W) 0/1.
@@ -239,9 +246,9 @@ def cut_tiles(image_hw: np.ndarray, origins_yx: np.ndarray, tile: int) -> np.nda
 
 # --- the whole stage -------------------------------------------------------------
 
-def make_tiles(cohort_dir, out_dir, tile: int = 50, negative_share: float = 1 / 3, test_fraction: float = 0.2,
-               seed: int = 0, lmdb: bool = False, max_tiles_per_file: int = 100_000,
-               negative_preference: float = 4.0) -> TileSummary:
+def make_tiles(cohort_dir, out_dir, tile: int = TILE, negative_share: float = NEGATIVE_SHARE,
+               test_fraction: Optional[float] = None, seed: int = SEED, lmdb: bool = False,
+               max_tiles_per_file: int = 100_000, negative_preference: float = NEGATIVE_PREFERENCE) -> TileSummary:
     """Cut the training patients' lesion slices of `cohort_dir` into tiles
     (§4.1) and write them to `out_dir` (replaced atomically).
 
@@ -249,8 +256,10 @@ def make_tiles(cohort_dir, out_dir, tile: int = 50, negative_share: float = 1 / 
     `max_tiles_per_file` rows each), train.txt (their paths relative to the
     current working directory, which is how Caffe's HDF5Data resolves them),
     tiles.json, and with `lmdb` train_image_lmdb/ + train_mask_lmdb/. Makes
-    COHORT/split.json when absent. Raises InputError for a bad parameter, a
-    cohort without lesions or a split that does not fit the cohort."""
+    COHORT/split.json when absent (test_fraction None: TEST_FRACTION); a
+    test_fraction given for a cohort that already has a split must be the
+    split's own. Raises InputError for a bad parameter, a cohort without
+    lesions or a split that does not fit the cohort."""
     _check_parameters(tile, negative_share, max_tiles_per_file)
     split, split_reused = _patient_split(cohort_dir, test_fraction, seed)
     origins, test_scans = _find_lesion_tiles(cohort_dir, split, tile)
@@ -295,7 +304,7 @@ def _check_parameters(tile, negative_share, max_tiles_per_file):
                                                f"Caffe's limit of {INT_MAX} elements per blob")
 
 
-def _patient_split(cohort_dir, test_fraction, seed) -> Tuple[Dict[str, list], bool]:
+def _patient_split(cohort_dir, test_fraction: Optional[float], seed: int) -> Tuple[Dict[str, list], bool]:
     """COHORT/split.json when it exists (checked), else a new random split by patient."""
     patients = patient_ids(cohort_dir)
     if split_file(cohort_dir).is_file():
@@ -304,7 +313,12 @@ def _patient_split(cohort_dir, test_fraction, seed) -> Tuple[Dict[str, list], bo
         if missing:
             raise InputError(split_file(cohort_dir), f"patient {missing[0]} of the cohort is in neither split "
                                                      "(delete the file to make a new split)")
+        if test_fraction is not None and test_fraction != split.get("test_fraction"):
+            raise InputError(split_file(cohort_dir), f"this split was made with test fraction "
+                                                     f"{split.get('test_fraction')}, --test-fraction {test_fraction} "
+                                                     f"cannot change it (delete the file to make a new split)")
         return split, True
+    test_fraction = TEST_FRACTION if test_fraction is None else test_fraction
     if not 0 < test_fraction < 1:
         raise InputError("--test-fraction", f"must be in (0, 1), got {test_fraction}")
     try:

@@ -8,9 +8,14 @@ and the source file and line of Caffe 1.0 that prints the message. Numbers
 are printed like C++'s `ostream << float` (6 significant digits, %g)."""
 
 import datetime
+import re
 import threading
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+# Caffe 1.0 `Iteration 100 (2.5 iter/s, 40s/100 iters), loss = 0.0123`; older
+# Caffe and the final line omit the parenthesis: `Iteration 100, loss = 0.0123`.
+CAFFE_LOSS_LINE = re.compile(r"(?:^|\] )Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)")
 
 
 def cpp_number(x) -> str:
@@ -103,3 +108,14 @@ class CaffeLog:
     def done(self):
         self.info("solver.cpp:315", "Optimization Done.")
         self.info("caffe.cpp:259", "Optimization Done.")
+
+
+def caffe_log_losses(lines: Iterable[str]) -> List[Tuple[int, float]]:
+    """(iteration, smoothed loss) of each `Iteration N (...), loss = X` line of a
+    Caffe log (glog prefix or not), in file order."""
+    found = []
+    for line in lines:
+        m = CAFFE_LOSS_LINE.search(line)
+        if m:
+            found.append((int(m.group(1)), float(m.group(2))))
+    return found

@@ -1,3 +1,88 @@
-"""Training and inference engines; each reads the same prototxt files and
-writes/reads Caffe's snapshot formats. `torch`: a Caffe-faithful PyTorch
-implementation."""
+"""Engines: one interface, two implementations. The only place that knows
+which engines exist; every stage (train, score, segment, bench) goes through
+`get_engine`.
+
+    engine = get_engine("torch")               # or "caffe": real Caffe
+    engine.train("prototxt/solver.prototxt", device="cpu")
+    forward = engine.load_deploy(deploy, snapshot, device="cpu")
+    output_hw = forward(image_hw)              # float32 (H, W) -> (H, W)
+
+`torch`  a Caffe-faithful PyTorch implementation (engines/torch/)
+`caffe`  real Caffe: `caffe train` and pycaffe (engines/caffe.py); no torch
+         import, so it runs inside the Caffe root or the Docker image
+
+Both read the same prototxt files and read/write Caffe's snapshot formats;
+snapshot discovery is `engines.snapshots`. Devices are "cpu", "cuda" or
+"cuda:N" ("gpu" and "gpu:N" are accepted for cuda): `check_device` refuses
+one that this engine cannot use here, in one line.
+"""
+
+import re
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..errors import InputError
+from .run import TrainResult
+
+ENGINES = ("torch", "caffe")
+Forward = Callable[[np.ndarray], np.ndarray]   # one slice float32 (H, W) -> network output (H, W)
+
+
+class Engine(Protocol):
+    name: str
+
+    def train(self, solver, weights=None, snapshot=None, device: str = "cpu") -> TrainResult:
+        """`caffe train --solver=S [--weights=W | --snapshot=S]`; snapshots and
+        train.log in the folder of the solver's snapshot_prefix."""
+
+    def load_deploy(self, deploy, snapshot, device: str = "cpu") -> Forward:
+        """forward(image_hw) through the deploy net with the snapshot's weights."""
+
+    def check_device(self, device: str) -> str:
+        """The device in canonical form ("cpu", "cuda:N"), or InputError."""
+
+
+def get_engine(name: str) -> Engine:
+    """The engine called `name` ("torch" or "caffe"); InputError (one line)
+    for an unknown name or when its software is missing here."""
+    if name == "torch":
+        try:
+            from .torch import TorchEngine
+        except ImportError as e:
+            raise InputError("--engine torch", f"torch cannot be imported ({e}): the torch engine needs "
+                                               f"Python >= 3.10 and `pip install torch==2.13.0` "
+                                               f"(`make venv` does both)") from None
+        return TorchEngine()
+    if name == "caffe":
+        from .caffe import CaffeEngine
+        return CaffeEngine()
+    raise InputError("--engine", f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")
+
+
+def parse_device(device: str) -> str:
+    """"cpu" or "cuda:N" from what a user types: cpu, cuda, cuda:N, gpu, gpu:N."""
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return "cpu"
+    m = re.fullmatch(r"(?:cuda|gpu)(?::(\d+))?", text)
+    if not m:
+        raise InputError("--device", f"'{device}' is not a device (cpu, cuda, cuda:N)")
+    return f"cuda:{int(m.group(1) or 0)}"
+
+
+def device_index(device: str) -> int:
+    """N of "cuda:N" (parse_device's form)."""
+    return int(device.split(":")[1])
+
+
+def checked(forward: Forward, snapshot) -> Forward:
+    """`forward` whose output is checked to be finite: a diverged snapshot's NaN
+    would corrupt the threshold sweep's order (InputError naming the snapshot)."""
+    def checked_forward(image_hw: np.ndarray) -> np.ndarray:
+        output = forward(image_hw)
+        if not np.isfinite(output).all():
+            raise InputError(snapshot, "the network's output holds NaN/inf values (did training diverge?)")
+        return output
+    checked_forward.net = getattr(forward, "net", None)  # type: ignore[attr-defined]
+    return checked_forward

@@ -18,22 +18,49 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 
 from ..caffe.prototxt import read_net, read_solver
 from ..caffe.snapshot import blob_shape, read_caffemodel
 from ..errors import InputError
-from ..evaluate.curves import SNAPSHOT_NAME, caffe_log_losses
-from .run import TrainResult, prepare_run_dir
+from ..caffe.log import caffe_log_losses
+from . import Forward, device_index, parse_device
+from .run import TrainResult, estimate_line, prepare_run_dir
+from .snapshots import SNAPSHOT_NAME
 
 # Caffe 1.0 solver.cpp: "Snapshotting to binary proto file X" (and "... HDF5 file X").
 SNAPSHOT_LINE = re.compile(r"Snapshotting to (?:binary proto|HDF5) file (\S+)")
 FATAL_LINE = re.compile(r"^F\d{4} |Check failed|Error parsing|Aborted")
+RATE_LINE = re.compile(r"Iteration (\d+) \(([0-9.eE+-]+) iter/s")
+NVIDIA_DEVICE = Path("/dev/nvidiactl")   # present where an NVIDIA driver (or the container toolkit) gives a GPU
 
 
-def train(solver_path, weights=None, snapshot=None, device="cpu", caffe_bin: str = "caffe") -> TrainResult:
+class CaffeEngine:
+    """The engine interface (plaquenet.engines.Engine) over real Caffe."""
+
+    name = "caffe"
+
+    def check_device(self, device: str) -> str:
+        """A GPU must be visible before Caffe is asked for one: Caffe aborts the
+        whole process (LOG(FATAL)) where a CPU-only build or a machine without
+        a GPU is asked for GPU mode."""
+        canonical = parse_device(device)
+        if canonical != "cpu" and not NVIDIA_DEVICE.exists():
+            raise InputError("--device", f"'{device}': no NVIDIA GPU is visible here ({NVIDIA_DEVICE} is missing); "
+                                         f"use --device cpu")
+        return canonical
+
+    def train(self, solver, weights=None, snapshot=None, device: str = "cpu", **options) -> TrainResult:
+        return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device), **options)
+
+    def load_deploy(self, deploy, snapshot, device: str = "cpu") -> Forward:
+        return load_deploy(deploy, snapshot, device=self.check_device(device))
+
+
+def train(solver_path, weights=None, snapshot=None, device="cpu", caffe_bin: str = "caffe",
+          on_estimate: Optional[Callable[[str], None]] = None) -> TrainResult:
     """Run `caffe train --solver=S [--weights=W | --snapshot=S] [--gpu=N]` in the
     working directory (paths in the solver are relative to it, as always);
     the solver and net are copied into the run folder first, Caffe's log is
@@ -54,7 +81,8 @@ def train(solver_path, weights=None, snapshot=None, device="cpu", caffe_bin: str
     if snapshot:
         command.append(f"--snapshot={snapshot}")
     command += _device_flags(device)
-    lines = _run_teed(command, run_dir / "train.log", append=snapshot is not None)
+    estimate = _rate_watcher(param.max_iter, parse_device(device), on_estimate)
+    lines = _run_teed(command, run_dir / "train.log", append=snapshot is not None, watch=estimate)
     if lines.returncode != 0:
         fatal = [line for line in lines if FATAL_LINE.search(line)]
         raise InputError(solver_path, f"caffe train failed (exit {lines.returncode}): "
@@ -62,7 +90,7 @@ def train(solver_path, weights=None, snapshot=None, device="cpu", caffe_bin: str
     return _result(run_dir, lines, time.perf_counter() - started)
 
 
-def load_deploy(deploy_prototxt, caffemodel, device="cpu") -> Callable[[np.ndarray], np.ndarray]:
+def load_deploy(deploy_prototxt, caffemodel, device="cpu") -> Forward:
     """forward(image_hw float32 (H, W)) -> float32 (H, W) through pycaffe: the
     deploy net's single output for one slice of any size (the Input is
     reshaped to each slice). The weights are checked against the net first
@@ -73,7 +101,7 @@ def load_deploy(deploy_prototxt, caffemodel, device="cpu") -> Callable[[np.ndarr
         caffe.set_mode_cpu()
     else:
         caffe.set_mode_gpu()
-        caffe.set_device(_gpu_id(device))
+        caffe.set_device(device_index(parse_device(device)))
     net_param = read_net(deploy_prototxt)   # our parser: a syntax error is an InputError, not an abort
     inputs = [top for layer in net_param.layer if layer.type == "Input" for top in layer.top]
     net = caffe.Net(str(deploy_prototxt), caffe.TEST)
@@ -107,7 +135,21 @@ class _Lines(list):
     returncode = 0
 
 
-def _run_teed(command: List[str], log_path: Path, append: bool) -> _Lines:
+def _rate_watcher(max_iter: int, device: str, report) -> Callable[[str], None]:
+    """Reports `estimate_line` once, at the first `Iteration N (X iter/s, ...)` line
+    after iteration 0 (Caffe's own timing of its display interval)."""
+    state = {"report": report}
+
+    def watch(line: str) -> None:
+        m = RATE_LINE.search(line) if state["report"] else None
+        if m and int(m.group(1)) > 0 and float(m.group(2)) > 0:
+            state["report"](estimate_line(1 / float(m.group(2)), max_iter - int(m.group(1)), device))
+            state["report"] = None
+    return watch
+
+
+def _run_teed(command: List[str], log_path: Path, append: bool,
+              watch: Optional[Callable[[str], None]] = None) -> _Lines:
     """Run `command`, its stderr shown and written to `log_path` line by line
     (a crash leaves the log up to the crash); return the lines and exit code."""
     env = dict(os.environ)
@@ -120,6 +162,8 @@ def _run_teed(command: List[str], log_path: Path, append: bool) -> _Lines:
                 log.write(line)
                 sys.stderr.write(line)
                 lines.append(line)
+                if watch:
+                    watch(line)
         finally:
             process.stderr.close()
             lines.returncode = process.wait()
@@ -138,14 +182,8 @@ def _result(run_dir: Path, lines: List[str], seconds: float) -> TrainResult:
 
 
 def _device_flags(device) -> List[str]:
-    return [] if str(device) == "cpu" else [f"--gpu={_gpu_id(device)}"]
-
-
-def _gpu_id(device) -> int:
-    m = re.fullmatch(r"cuda(?::(\d+))?", str(device))
-    if not m:
-        raise InputError("--device", f"'{device}' is not a device (cpu, cuda, cuda:N)")
-    return int(m.group(1) or 0)
+    device = parse_device(device)
+    return [] if device == "cpu" else [f"--gpu={device_index(device)}"]
 
 
 def _import_pycaffe():

@@ -1,6 +1,7 @@
 """What every engine's `train` shares, without torch or Caffe: the train net a
 solver names, the run folder (the folder of `snapshot_prefix`) with copies of
-the solver and net, and the result record.
+the solver, the train net and its deploy net, the time estimate printed
+before long runs, and the result record.
 
     param = read_solver(solver_path)
     run_dir, net_file = prepare_run_dir(param, solver_path)
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from ..errors import InputError
+from .snapshots import deploy_beside
 
 
 @dataclass
@@ -44,7 +46,9 @@ def train_net(param, solver_path):
 
 def prepare_run_dir(param, solver_path) -> Tuple[Path, Optional[Path]]:
     """Create the run folder (the folder of `snapshot_prefix`) and copy the
-    solver and its train net file into it; return (run folder, net file or None)."""
+    solver, its train net file and that net's deploy net (`deploy_beside`:
+    score and segment then find it from any working directory) into it;
+    return (run folder, net file or None)."""
     if not param.snapshot_prefix:
         raise InputError(solver_path, "snapshot_prefix is not set")
     _, net_file = train_net(param, solver_path)
@@ -53,7 +57,21 @@ def prepare_run_dir(param, solver_path) -> Tuple[Path, Optional[Path]]:
     copy_into(solver_path, run_dir)
     if net_file:
         copy_into(net_file, run_dir)
+        deploy = deploy_beside(net_file)
+        if deploy:
+            copy_into(deploy, run_dir)
     return run_dir, net_file
+
+
+def estimate_line(seconds_per_iter: float, remaining: int, device: str) -> str:
+    """What `train` prints once the first iterations are timed: the time the
+    rest of the schedule will take here, and how to shorten it."""
+    total = seconds_per_iter * remaining
+    when = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
+    advice = "" if total < 600 else (" (shorten it with max_iter in the solver, or train on a GPU: "
+                                     "--device cuda)" if device == "cpu" else " (shorten it with max_iter in the solver)")
+    return (f"estimate: {seconds_per_iter:.3g} s per iteration on {device}, about {when} "
+            f"for the remaining {remaining:,} iterations{advice}")
 
 
 def copy_into(path, run_dir):

@@ -7,8 +7,9 @@ line format, so a run of real `caffe train` gives the same curve. Both give
 the *smoothed* loss (Caffe's `average_loss` window): the value Caffe prints as
 `Iteration N (... iter/s, ...), loss = X`.
 
-Scoring a snapshot for the curve is `plaquenet.evaluate.score.snapshot_f_measure`;
-this module only finds snapshots, reads losses and writes the table.
+Scoring a snapshot for the curve is `plaquenet.score.snapshot_f_measure`;
+this module only reads losses and writes the table (snapshots are found by
+`plaquenet.engines.snapshots`).
 """
 
 from __future__ import annotations
@@ -16,18 +17,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import re
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..caffe.log import caffe_log_losses
 from ..errors import InputError
-
-SNAPSHOT_NAME = re.compile(r"_iter_(\d+)\.caffemodel$")
-# Caffe 1.0 `Iteration 100 (2.5 iter/s, 40s/100 iters), loss = 0.0123`; older
-# Caffe and the final line omit the parenthesis: `Iteration 100, loss = 0.0123`.
-CAFFE_LOSS_LINE = re.compile(r"(?:^|\] )Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)")
 
 
 @dataclasses.dataclass
@@ -48,19 +44,6 @@ class SnapshotScore:
     test_f1: float  # pooled pixel F-measure on the test scans at `threshold`
 
 
-def snapshots_by_iteration(run_dir) -> List[Tuple[int, Path]]:
-    """(N, path) of every `*_iter_<N>.caffemodel` in `run_dir`, by N (not name
-    order: iter_200 before iter_1000); InputError when there is none."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(run_dir, "not a run folder (--all-snapshots takes the folder holding the snapshots)")
-    found = sorted((int(m.group(1)), p.name, p) for p in run_dir.glob("*_iter_*.caffemodel")
-                   for m in [SNAPSHOT_NAME.search(p.name)] if m)
-    if not found:
-        raise InputError(run_dir, "no *_iter_<N>.caffemodel snapshot in this run folder")
-    return [(n, p) for n, _, p in found]
-
-
 def read_training_loss(run_dir) -> Optional[LossCurve]:
     """The smoothed training loss per iteration from RUN_DIR/train.csv, else
     RUN_DIR/train.log (Caffe's format). An iteration logged twice (a resumed
@@ -75,17 +58,6 @@ def read_training_loss(run_dir) -> Optional[LossCurve]:
         with open(log, errors="replace") as f:
             return _curve(caffe_log_losses(f), log)
     return None
-
-
-def caffe_log_losses(lines) -> List[Tuple[int, float]]:
-    """(iteration, smoothed loss) of each `Iteration N (...), loss = X` line of a
-    Caffe log (glog prefix or not), in file order."""
-    found = []
-    for line in lines:
-        m = CAFFE_LOSS_LINE.search(line)
-        if m:
-            found.append((int(m.group(1)), float(m.group(2))))
-    return found
 
 
 def _csv_losses(path: Path) -> List[Tuple[int, float]]:

@@ -12,17 +12,17 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 import h5py
 import numpy as np
 
 from ..cohort import Scan, normalise_intensity
+from ..engines import Forward
 from ..errors import InputError
 from ..progress import progress
 from .sweep import SweepHistogram, best_f_threshold_two_pass
 
-Forward = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass

@@ -23,8 +23,9 @@ import pytest
 from plaquenet.caffe.snapshot import weights_net, write_caffemodel
 from plaquenet.cohort import Scan, write_cohort, write_split
 from plaquenet.engines.torch.train import train
-from plaquenet.evaluate.curves import caffe_log_losses, read_training_loss
-from plaquenet.evaluate.score import score
+from plaquenet.caffe.log import caffe_log_losses
+from plaquenet.evaluate.curves import read_training_loss
+from plaquenet.score import score
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,7 +164,7 @@ def test_engine_caffe_module_imports_without_torch(caffe):
     """The caffe engine and the scoring code it is used from must import in the
     root, where there is no torch (nor should any of them pull it in)."""
     _put_package(caffe)
-    script = ("import sys, plaquenet.cli, plaquenet.evaluate.score, plaquenet.engines.caffe; "
+    script = ("import sys, plaquenet.cli, plaquenet.score, plaquenet.engines.caffe; "
               "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     done = subprocess.run(["chroot", str(caffe.root), "sh", "-c",
                            f"cd {caffe.inside('.')} && PYTHONPATH=. python3 -c \"{script}\""],

@@ -15,8 +15,10 @@ from plaquenet.cohort import Scan, normalise_intensity, write_cohort, write_spli
 from plaquenet.engines.torch.net import load_deploy
 from plaquenet.engines.torch.train import _Csv
 from plaquenet.errors import InputError
-from plaquenet.evaluate.curves import caffe_log_losses, read_training_loss, snapshots_by_iteration
-from plaquenet.evaluate.score import score
+from plaquenet.caffe.log import caffe_log_losses
+from plaquenet.engines.snapshots import snapshots_by_iteration
+from plaquenet.evaluate.curves import read_training_loss
+from plaquenet.score import score
 from plaquenet.report.html import png_data_uri
 from test_report import TINY_DEPLOY, cohort, tiny_scan  # noqa: F401  (cohort: a fixture)
 

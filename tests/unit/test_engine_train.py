@@ -60,7 +60,7 @@ def test_train_writes_caffe_snapshots_and_log(workdir):
     assert result.run_dir == run.relative_to(workdir) and result.iterations == 4
     assert str(result.last_snapshot) == "runs/tiny/tiny_iter_4.caffemodel"
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["solver.prototxt", "tiny_iter_2.caffemodel", "tiny_iter_2.solverstate",
+    assert names == ["solver.prototxt", "tiny_deploy.prototxt", "tiny_iter_2.caffemodel", "tiny_iter_2.solverstate",
                      "tiny_iter_4.caffemodel", "tiny_iter_4.solverstate", "tiny_train.prototxt",
                      "train.csv", "train.log"]
     state = read_solverstate(run / "tiny_iter_4.solverstate")

@@ -11,7 +11,7 @@ import dicom_fixtures as F
 from plaquenet.cli import main
 from plaquenet.cohort import load_scan, patient_ids
 from plaquenet.errors import InputError
-from plaquenet.io.study import import_studies, read_patient, resample_scan
+from plaquenet.ingest import import_studies, read_patient, resample_scan
 
 
 def run_import(capsys, studies, cohort, *extra):

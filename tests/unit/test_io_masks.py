@@ -11,7 +11,7 @@ from plaquenet.io.dicom import read_dicom_series, read_header
 from plaquenet.io.masks import is_anatomy, read_png_masks, read_rtstruct, read_seg
 from plaquenet.io.nifti import read_nifti
 from plaquenet.io.orientation import to_cohort
-from plaquenet.io.study import read_patient
+from plaquenet.ingest import read_patient
 
 
 def image_of(paths):

@@ -14,7 +14,8 @@ from plaquenet.cli import main
 from plaquenet.cohort import Scan, normalise_intensity, write_cohort, write_split
 from plaquenet.errors import InputError
 from plaquenet.evaluate.inference import threshold_from_tiles
-from plaquenet.evaluate.score import latest_snapshot, score, score_with_forward
+from plaquenet.engines.snapshots import latest_snapshot
+from plaquenet.score import score, score_with_forward
 from plaquenet.evaluate.sweep import best_f_threshold, merge_tables, value_table
 
 

@@ -124,12 +124,15 @@ def test_lesion_table_volumes_slices_and_centroids(study, run, deploy, tmp_path)
         "slice_001.png", "slice_002.png", "slice_003.png"]
 
 
-def test_min_lesion_volume_drops_only_smaller_lesions(study, run, deploy, tmp_path):
-    result = segment(study, run, out=tmp_path / "out", deploy=deploy, min_lesion_mm3=4 * VOXEL_MM3)
-    assert [lesion.voxels for lesion in result.lesions] == [24, 4]  # C, exactly the minimum, stays
+def test_min_lesion_volume_drops_lesions_of_that_volume_or_less(study, run, deploy, tmp_path):
+    # The lesion-wise evaluation's rule (MSSEG-2016, evaluate.lesions): kept when larger than the minimum.
+    result = segment(study, run, out=tmp_path / "a", deploy=deploy, min_lesion_mm3=3.5 * VOXEL_MM3)
+    assert [lesion.voxels for lesion in result.lesions] == [24, 4]
     expected = bright_mask_shw()
     expected[3, 10, 15] = 0
     np.testing.assert_array_equal(result.mask_shw, expected)
+    exactly = segment(study, run, out=tmp_path / "b", deploy=deploy, min_lesion_mm3=4 * VOXEL_MM3)
+    assert [lesion.voxels for lesion in exactly.lesions] == [24]  # C, exactly the minimum, goes
 
 
 def test_a_given_threshold_wins_over_results_json(study, run, deploy, tmp_path):

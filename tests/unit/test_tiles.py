@@ -226,9 +226,17 @@ def test_split_is_made_once_and_reused(tmp_path):
     first = make_tiles(cohort, tmp_path / "t", tile=T, test_fraction=0.4, seed=1)
     split = json.loads(split_file(cohort).read_text())
     assert len(split["test"]) == 2 and not first.split_reused
-    again = make_tiles(cohort, tmp_path / "t", tile=T, test_fraction=0.2, seed=9)
+    again = make_tiles(cohort, tmp_path / "t", tile=T, seed=9)
     assert again.split_reused and again.test_patients == 2
     assert json.loads(split_file(cohort).read_text()) == split
+
+
+def test_a_test_fraction_that_the_existing_split_does_not_have_is_refused(tmp_path):
+    cohort = _cohort(tmp_path, n_patients=5)
+    make_tiles(cohort, tmp_path / "t", tile=T, test_fraction=0.4, seed=1)
+    with pytest.raises(InputError, match="test fraction 0.4"):
+        make_tiles(cohort, tmp_path / "t", tile=T, test_fraction=0.2)
+    assert make_tiles(cohort, tmp_path / "t", tile=T, test_fraction=0.4).split_reused
 
 
 def test_test_patients_never_reach_the_tiles(tmp_path):

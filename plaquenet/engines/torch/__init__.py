@@ -7,3 +7,35 @@ net.py      Net (built from a NetParameter), weights in/out, load_deploy
 solver.py   lr policies and the SGD/Nesterov/Adam update, Caffe's arithmetic
 train.py    train(): `caffe train` with snapshots, resume and Caffe's log
 """
+
+import torch
+
+from ...errors import InputError
+from .. import Forward, device_index, parse_device
+from ..run import TrainResult
+
+
+class TorchEngine:
+    """The engine interface (plaquenet.engines.Engine) over this package."""
+
+    name = "torch"
+
+    def check_device(self, device: str) -> str:
+        canonical = parse_device(device)
+        if canonical != "cpu":
+            if not torch.cuda.is_available():
+                raise InputError("--device", f"'{device}': no CUDA device is available to torch here "
+                                             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                                             f"use --device cpu, or see the README's 'Using a GPU'")
+            if device_index(canonical) >= torch.cuda.device_count():
+                raise InputError("--device", f"'{device}': torch sees {torch.cuda.device_count()} CUDA device(s)")
+        return canonical
+
+    def train(self, solver, weights=None, snapshot=None, device: str = "cpu", **options) -> TrainResult:
+        """train.train with the device checked; `options`: conv, channels_last, on_estimate."""
+        from .train import train
+        return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device), **options)
+
+    def load_deploy(self, deploy, snapshot, device: str = "cpu") -> Forward:
+        from .net import load_deploy
+        return load_deploy(deploy, snapshot, device=self.check_device(device))

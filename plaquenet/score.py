@@ -33,20 +33,22 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .. import __version__
-from ..atomic import atomic_path, refuse_existing
-from ..cohort import cohort_file, cohort_name, iter_masks, iter_scans, lesion_slices, patient_ids, read_split, split_file
-from ..errors import InputError
-from ..progress import progress
-from ..report.figures import (precision_recall_figure, raw_threshold_figure, save_png, slice_outcome_figure,
+from . import __version__, paths
+from .atomic import atomic_path, refuse_existing
+from .cohort import cohort_file, cohort_name, iter_masks, iter_scans, lesion_slices, patient_ids, read_split, split_file
+from .engines import Forward, checked, get_engine
+from .engines.snapshots import find_deploy, latest_snapshot, snapshots_by_iteration
+from .errors import InputError
+from .progress import progress
+from .report.figures import (precision_recall_figure, raw_threshold_figure, save_png, slice_outcome_figure,
                               training_curves_figure)
-from ..report.html import write_report
-from .curves import SnapshotScore, TrainingCurve, read_training_loss, snapshots_by_iteration, write_curves_csv
-from .inference import (Forward, count_tiles, forward_lesion_slices, forward_volume, threshold_from_tiles,
+from .report.html import write_report
+from .evaluate.curves import SnapshotScore, TrainingCurve, read_training_loss, write_curves_csv
+from .evaluate.inference import (count_tiles, forward_lesion_slices, forward_volume, threshold_from_tiles,
                         training_tile_files)
-from .lesions import LesionCounts, all_rules, lesion_summaries
-from .metrics import PixelCounts, count_pixels, mean_and_std, pixel_metrics
-from .sweep import SweepHistogram, ThresholdChoice, best_f_threshold_two_pass, histogram_curve
+from .evaluate.lesions import LesionCounts, all_rules, lesion_summaries
+from .evaluate.metrics import PixelCounts, count_pixels, mean_and_std, pixel_metrics
+from .evaluate.sweep import SweepHistogram, ThresholdChoice, best_f_threshold_two_pass, histogram_curve
 
 # The paper's own figures, for the comparison in results.json and the report.
 PAPER = {
@@ -79,49 +81,19 @@ DEFINITIONS = {
 
 LESION_2D_CONNECTIVITY = 8  # per-slice components (lesions.py: 4 or 8 = 2D)
 
-def latest_snapshot(path) -> Path:
-    """`path` if it is a .caffemodel; for a run folder its `*_iter_<N>.caffemodel`
-    with the largest N (iteration number, not name order: iter_1000 > iter_200)."""
-    path = Path(path)
-    if path.is_dir():
-        return snapshots_by_iteration(path)[-1][1]
-    if path.is_file():
-        if path.suffix != ".caffemodel":
-            raise InputError(path, "not a .caffemodel (give the weights snapshot or its run folder)")
-        return path
-    raise InputError(path, "no such snapshot file or run folder")
-
 
 def load_forward(engine: str, deploy, snapshot, device: str = "cpu") -> Forward:
-    if not Path(deploy).is_file():
-        raise InputError(deploy, "no such deploy prototxt")
-    if engine == "caffe":  # pycaffe: no torch import, so this runs inside the Caffe root
-        from ..engines.caffe import load_deploy
-    elif engine == "torch":
-        from ..engines.torch.net import load_deploy
-    else:
-        raise InputError(None, f"engine {engine!r} cannot score (give 'torch' or 'caffe')")
-
-    return load_deploy(deploy, snapshot, device=device)
+    """The engine's forward for `snapshot`, its output checked to be finite."""
+    return checked(get_engine(engine).load_deploy(deploy, snapshot, device), snapshot)
 
 
-def load_checked_forward(engine: str, deploy, snapshot, device: str = "cpu") -> Forward:
-    """load_forward, its output checked to be finite (InputError naming the snapshot)."""
-    net = load_forward(engine, deploy, snapshot, device)
-
-    def forward(image_hw):
-        output = net(image_hw)
-        if not np.isfinite(output).all():  # a diverged snapshot: NaN would corrupt the sweep's order
-            raise InputError(snapshot, "the network's output holds NaN/inf values (did training diverge?)")
-        return output
-    return forward
-
-
-def score(snapshot, cohort_dir="data/current", deploy="prototxt/plaquenet_deploy.prototxt", engine="torch",
-          device="cpu", out=None, force=False, all_snapshots: bool = False,
-          probabilities_dir=None) -> dict:
+def score(snapshot, cohort_dir=paths.CURRENT, deploy=None, engine: str = "torch", device: str = "cpu",
+          out=None, force: bool = False, all_snapshots: bool = False, probabilities_dir=None) -> dict:
     """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
     write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns.
+
+    deploy: the deploy prototxt (default: the run folder's copy, else
+    prototxt/plaquenet_deploy.prototxt; `engines.snapshots.find_deploy`).
 
     all_snapshots: `snapshot` is a run folder; every snapshot in it is scored
     for the training curves (Fig. 5: curves.csv, curves.png), the latest one in full.
@@ -129,17 +101,19 @@ def score(snapshot, cohort_dir="data/current", deploy="prototxt/plaquenet_deploy
     volumes of every patient into (see `save_probabilities`)."""
     run_snapshots = snapshots_by_iteration(snapshot) if all_snapshots else None
     snapshot = latest_snapshot(snapshot)
+    deploy = find_deploy(snapshot, deploy)
+    device = get_engine(engine).check_device(device)
     out = Path(out) if out is not None else snapshot.parent / "score"
     refuse_existing(out, force)  # before loading the net: fail fast
     if probabilities_dir is not None:
         refuse_existing(probabilities_dir, force)
     about = {"snapshot": str(snapshot), "engine": engine, "device": device, "deploy": str(deploy)}
-    forward = load_checked_forward(engine, deploy, snapshot, device)
+    forward = load_forward(engine, deploy, snapshot, device)
     curve = None
     if run_snapshots is not None:
         loss = read_training_loss(snapshot.parent)
         out.parent.mkdir(parents=True, exist_ok=True)
-        earlier = [snapshot_f_measure(load_checked_forward(engine, deploy, path, device), cohort_dir, n, path,
+        earlier = [snapshot_f_measure(load_forward(engine, deploy, path, device), cohort_dir, n, path,
                                       cache_dir=out.parent)
                    for n, path in progress(run_snapshots[:-1], desc="snapshots", unit="snapshot")]
         curve = TrainingCurve(loss, earlier)

@@ -1,0 +1,58 @@
+"""`plaquenet train`: `caffe train` with either engine (paper §4.2).
+
+    train("prototxt/solver.prototxt")                          # the paper's SGD
+    train(solver, engine="caffe")                              # real `caffe train`
+    train(solver, snapshot="runs/paper/plaquenet_iter_500.solverstate")   # resume
+
+The solver names everything (the train net, the schedule, `snapshot_prefix`,
+whose folder is the run folder); paths in it are relative to the working
+directory, as in Caffe. This stage adds what `caffe train` does not: it
+refuses to write over an earlier run (unless `force`, which first removes that
+run's snapshots, train.log and train.csv, or a resume from one of its
+snapshots), and it prints how long the schedule will take once the first
+iterations are timed (`engines.run.estimate_line`).
+"""
+
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from .caffe.prototxt import read_solver
+from .engines import get_engine
+from .engines.run import TrainResult
+from .errors import InputError
+
+RUN_FILES = ("train.log", "train.csv")
+
+
+def train(solver, engine: str = "torch", weights=None, snapshot=None, device: str = "cpu", force: bool = False,
+          on_estimate: Optional[Callable[[str], None]] = None, **options) -> TrainResult:
+    """Train with `engine` ("torch" or "caffe"); see the module docstring.
+    `on_estimate` gets the time estimate (default: printed to stderr);
+    `options` go to the engine (torch: conv, channels_last)."""
+    solver = Path(solver)
+    chosen = get_engine(engine)
+    device = chosen.check_device(device)
+    param = read_solver(solver)
+    if not param.snapshot_prefix:
+        raise InputError(solver, "snapshot_prefix is not set")
+    earlier = earlier_run_files(Path(param.snapshot_prefix))
+    if earlier and snapshot is None:
+        if not force:
+            raise InputError(earlier[0].parent, f"holds an earlier run ({earlier[0].name}, ...): resume it with "
+                                                f"--snapshot, or --force to replace it")
+        for path in earlier:
+            path.unlink()
+    report = on_estimate or (lambda line: print(f"plaquenet train: {line}", file=sys.stderr, flush=True))
+    return chosen.train(solver, weights=weights, snapshot=snapshot, device=device, on_estimate=report, **options)
+
+
+def earlier_run_files(snapshot_prefix: Path) -> List[Path]:
+    """What a run with this `snapshot_prefix` would write over: its snapshots,
+    train.log and train.csv (nothing else of the run folder is touched)."""
+    folder = snapshot_prefix.parent
+    if not folder.is_dir():
+        return []
+    snapshots = [p for pattern in ("_iter_*.caffemodel", "_iter_*.solverstate")
+                 for p in folder.glob(snapshot_prefix.name + pattern)]
+    return sorted(snapshots + [folder / name for name in RUN_FILES if (folder / name).is_file()])
