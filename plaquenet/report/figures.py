@@ -2,24 +2,50 @@
 the raw image thresholded at fixed levels (Fig. 9), the precision-recall
 trade-off behind the chosen threshold (§3.3).
 
+The slice figures keep the whole slice and add each lesion zoomed below it
+(`lesion_windows`): at report width a 448 x 512 slice is drawn at about 0.8
+screen pixel per image pixel, where a 2 x 2 plaque is a dot.
+
 Figures are built as `matplotlib.figure.Figure` on the Agg canvas (no pyplot,
 no display), saved as PNG.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
+from scipy import ndimage
 
 # Outcome colours of a thresholded output against the ground truth.
 TP_RGB = (0.0, 0.85, 0.0)  # green: plaque found
 FP_RGB = (0.95, 0.0, 0.0)  # red: marked, not a plaque
 FN_RGB = (1.0, 0.85, 0.0)  # yellow: plaque missed (visible on dark tissue)
+WINDOW_RGB = (0.0, 0.75, 1.0)  # cyan: where each zoomed window lies, apart from the outcome colours
+
+# Zoomed insets: a square window around each lesion, every image pixel drawn as
+# a MAGNIFICATION x MAGNIFICATION block (nearest neighbour: pixels stay pixels).
+CROP_PX = 40  # window side in image pixels (20 mm at 0.5 mm pixels)
+MAGNIFICATION = 4  # PNG pixels per image pixel in an inset: a 2 x 2 plaque is 8 x 8
+MAX_INSETS = 5  # windows per figure: 5 x 160 px + gaps fit FIGURE_WIDTH_PX (a larger max_insets overflows it)
+
+# Slice figures are laid out in PNG pixels (saved at FIGURE_DPI: one layout
+# pixel is one PNG pixel); 900 px fit the report's 60em column unscaled, so
+# the insets reach the reader at MAGNIFICATION.
+FIGURE_DPI = 100
+FIGURE_WIDTH_PX = 900
+MARGIN_PX = 15  # figure edge to the panels
+GAP_PX = 12  # between panels, and between insets
+TITLE_PX = 22  # a panel's title band
+HEADER_PX = 36  # the figure's title
+HEADING_PX = 30  # the line above the insets
+FOOTER_PX = 30  # the colour legend
 
 
 def outcome_rgb(image_hw: np.ndarray, prediction_hw: np.ndarray, truth_hw: np.ndarray) -> np.ndarray:
@@ -35,44 +61,180 @@ def outcome_rgb(image_hw: np.ndarray, prediction_hw: np.ndarray, truth_hw: np.nd
     return rgb
 
 
+# --- where to zoom -----------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Rows [top, bottom) and columns [left, right) of an (H, W) slice, in pixels."""
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    def crop(self, image_hw: np.ndarray) -> np.ndarray:
+        """The window's part of an (H, W) or (H, W, C) image."""
+        return image_hw[self.top:self.bottom, self.left:self.right]
+
+    def contains(self, row: int, col: int) -> bool:
+        return self.top <= row < self.bottom and self.left <= col < self.right
+
+
+def window_around(row: int, col: int, shape_hw: Tuple[int, int], side: int = CROP_PX) -> Window:
+    """The side x side window centred on pixel (row, col) of an (H, W) slice,
+    shifted (not cut) to lie inside it; a side longer than H or W is cut to it."""
+    (top, bottom), (left, right) = (_span(c, n, side) for c, n in zip((row, col), shape_hw))
+    return Window(top, bottom, left, right)
+
+
+def _span(centre: int, n: int, side: int) -> Tuple[int, int]:
+    side = min(side, n)
+    start = min(max(centre - side // 2, 0), n - side)
+    return start, start + side
+
+
+def lesion_windows(truth_hw, prediction_hw=None, side: int = CROP_PX,
+                   max_windows: Optional[int] = MAX_INSETS) -> List[Window]:
+    """Windows to zoom into: one per 8-connected component of the truth, largest
+    first, then per component of the prediction outside the truth (false
+    positives), largest first; each centred on its component's bounding box
+    (a component wider than `side` shows its middle). A component whose centre
+    lies in an earlier window adds none. At most `max_windows` (None: all);
+    empty masks give []. truth_hw, prediction_hw: (H, W), nonzero = lesion."""
+    truth = np.asarray(truth_hw) != 0
+    masks = [truth] if prediction_hw is None else [truth, (np.asarray(prediction_hw) != 0) & ~truth]
+    windows: List[Window] = []
+    for row, col in (centre for mask in masks for centre in _component_centres(mask)):
+        if max_windows is not None and len(windows) >= max_windows:
+            break
+        if not any(w.contains(row, col) for w in windows):
+            windows.append(window_around(row, col, truth.shape, side))
+    return windows
+
+
+def _component_centres(mask_hw: np.ndarray) -> List[Tuple[int, int]]:
+    """Bounding-box centres (row, col) of the 8-connected components of a boolean
+    (H, W) mask, the largest component first (ties: raster order)."""
+    labels, n = ndimage.label(mask_hw, structure=np.ones((3, 3)))
+    if n == 0:
+        return []
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    boxes = ndimage.find_objects(labels)
+    return [((boxes[i][0].start + boxes[i][0].stop) // 2, (boxes[i][1].start + boxes[i][1].stop) // 2)
+            for i in np.argsort(-sizes, kind="stable")]
+
+
+# --- drawing -----------------------------------------------------------------
+
 def _legend(fig: Figure) -> None:
     fig.legend(handles=[Patch(color=TP_RGB, label="true positive"), Patch(color=FP_RGB, label="false positive"),
                         Patch(color=FN_RGB, label="false negative")],
                loc="lower center", ncol=3, frameon=False, fontsize=8)
 
 
-def _show(ax, image, title, **kwargs) -> None:
+def _show(ax, image, title, fontsize=9, **kwargs) -> None:
     ax.imshow(image, interpolation="nearest", **kwargs)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=fontsize)
     ax.set_axis_off()
 
 
-def slice_outcome_figure(image_hw, truth_hw, output_hw, threshold: float, title: str) -> Figure:
-    """Paper Figs. 7-8: input and ground truth (left), network output before and
-    after thresholding at `threshold` (right, outcome colours)."""
-    fig = Figure(figsize=(7.0, 7.4))
-    axes = fig.subplots(2, 2)
-    _show(axes[0, 0], image_hw, "input (normalised FLAIR)", cmap="gray", vmin=0, vmax=1)
-    _show(axes[0, 1], output_hw, "network output", cmap="gray", vmin=0, vmax=1)
-    _show(axes[1, 0], truth_hw, "ground truth", cmap="gray", vmin=0, vmax=1)
-    _show(axes[1, 1], outcome_rgb(image_hw, output_hw >= threshold, truth_hw), f"output >= {threshold:.4g}")
-    fig.suptitle(title, fontsize=10)
+def _show_slice(ax, image, title, fontsize=9) -> None:
+    """An (H, W) image in [0, 1] as grey, an (H, W, 3) one as RGB."""
+    grey = {} if np.ndim(image) == 3 else {"cmap": "gray", "vmin": 0, "vmax": 1}
+    _show(ax, image, title, fontsize, **grey)
+
+
+def _axes_px(fig: Figure, left: float, top: float, width: float, height: float):
+    """Axes placed in PNG pixels, measured from the figure's top-left corner."""
+    fig_w, fig_h = fig.get_size_inches() * fig.dpi
+    return fig.add_axes((left / fig_w, 1 - (top + height) / fig_h, width / fig_w, height / fig_h))
+
+
+def _outline(ax, windows: Sequence[Window]) -> None:
+    """Each window's rectangle and number on a whole-slice panel."""
+    for number, w in enumerate(windows, 1):
+        ax.add_patch(Rectangle((w.left - 0.5, w.top - 0.5), w.right - w.left, w.bottom - w.top,
+                               fill=False, edgecolor=WINDOW_RGB, lw=1.0))
+        above = w.top >= CROP_PX // 2  # room for the number above the window, else below it
+        ax.text(w.left - 0.5, w.top - 1.5 if above else w.bottom + 0.5, str(number), color=WINDOW_RGB,
+                fontsize=8, fontweight="bold", ha="left", va="bottom" if above else "top", clip_on=True)
+
+
+def _slice_figure(panels, insets, windows: Sequence[Window], title: str, heading: str) -> Figure:
+    """Rows of whole-slice panels ((H, W) or (H, W, 3) image, title), each window
+    outlined on them; below, one row of crops per `insets` entry (image, name),
+    one column per window, each crop at MAGNIFICATION. No insets without windows,
+    nor for a slice so small that the panels already draw it at MAGNIFICATION."""
+    shape = np.shape(panels[0][0][0])[:2]
+    columns = max(len(row) for row in panels)
+    panel_w = (FIGURE_WIDTH_PX - 2 * MARGIN_PX - (columns - 1) * GAP_PX) / columns
+    if panel_w / shape[1] >= MAGNIFICATION:
+        windows = []
+    panel_h = panel_w * shape[0] / shape[1]
+    crop_h, crop_w = (min(CROP_PX, n) * MAGNIFICATION for n in shape)
+    insets_h = HEADING_PX + len(insets) * (TITLE_PX + crop_h) if windows else 0
+    height = math.ceil(HEADER_PX + len(panels) * (TITLE_PX + panel_h) + insets_h + FOOTER_PX)
+    fig = Figure(figsize=(FIGURE_WIDTH_PX / FIGURE_DPI, height / FIGURE_DPI), dpi=FIGURE_DPI)
+    fig.suptitle(title, fontsize=10, y=1 - 8 / height, va="top")
+    top = HEADER_PX
+    for row in panels:
+        for i, (image, name) in enumerate(row):
+            ax = _axes_px(fig, MARGIN_PX + i * (panel_w + GAP_PX), top + TITLE_PX, panel_w, panel_h)
+            _show_slice(ax, image, name)
+            _outline(ax, windows)
+        top += TITLE_PX + panel_h
+    if windows:
+        _inset_rows(fig, math.ceil(top), crop_h, crop_w, insets, windows, heading)
     _legend(fig)
-    fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.06, wspace=0.05, hspace=0.12)
     return fig
+
+
+def _inset_rows(fig: Figure, top: int, crop_h: int, crop_w: int, insets, windows, heading: str) -> None:
+    """The zoomed crops, centred, on whole PNG pixels so each image pixel is
+    exactly MAGNIFICATION x MAGNIFICATION; each axes labelled "inset N: name"."""
+    fig.text(0.5, 1 - (top + HEADING_PX / 2) / (fig.get_size_inches()[1] * fig.dpi), heading,
+             ha="center", va="center", fontsize=9)
+    top += HEADING_PX
+    left = (FIGURE_WIDTH_PX - len(windows) * (crop_w + GAP_PX) + GAP_PX) // 2
+    for image, name in insets:
+        for number, w in enumerate(windows, 1):
+            ax = _axes_px(fig, left + (number - 1) * (crop_w + GAP_PX), top + TITLE_PX, crop_w, crop_h)
+            _show_slice(ax, w.crop(image), f"{number}: {name}", fontsize=8)
+            ax.set_label(f"inset {number}: {name}")
+        top += TITLE_PX + crop_h
+
+
+def slice_outcome_figure(image_hw, truth_hw, output_hw, threshold: float, title: str,
+                         max_insets: int = MAX_INSETS) -> Figure:
+    """Paper Figs. 7-8: input and ground truth (left), network output before and
+    after thresholding at `threshold` (right, outcome colours); below, each
+    lesion zoomed (`lesion_windows`: the truth's, then the false positives'),
+    its input above its outcome. A slice with no truth and nothing marked has
+    no insets. image_hw, output_hw: (H, W) in [0, 1]; truth_hw: (H, W), nonzero
+    = plaque."""
+    prediction = np.asarray(output_hw) >= threshold
+    outcome = outcome_rgb(image_hw, prediction, truth_hw)
+    marked = f"output >= {threshold:.4g}"
+    panels = [[(image_hw, "input (normalised FLAIR)"), (output_hw, "network output")],
+              [(truth_hw, "ground truth"), (outcome, marked)]]
+    heading = (f"Zoomed ×{MAGNIFICATION}: the {CROP_PX} × {CROP_PX}-pixel windows numbered above; "
+               "plaques first, then false positives, largest first")
+    windows = lesion_windows(truth_hw, prediction, max_windows=max_insets)
+    return _slice_figure(panels, [(image_hw, "input"), (outcome, marked)], windows, title, heading)
 
 
 def raw_threshold_figure(image_hw, truth_hw, thresholds: Sequence[float] = (0.50, 0.45, 0.40),
-                         title: str = "") -> Figure:
-    """Paper Fig. 9: the normalised input itself thresholded at 50, 45 and 40 %."""
-    fig = Figure(figsize=(10.0, 4.0))
-    axes = fig.subplots(1, len(thresholds))
-    for ax, t in zip(np.atleast_1d(axes), thresholds):
-        _show(ax, outcome_rgb(image_hw, image_hw >= t, truth_hw), f"input >= {100 * t:.0f} %")
-    fig.suptitle(title, fontsize=10)
-    _legend(fig)
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.1, wspace=0.03)
-    return fig
+                         title: str = "", max_insets: int = MAX_INSETS) -> Figure:
+    """Paper Fig. 9: the normalised input itself thresholded at 50, 45 and 40 %;
+    below, each plaque of the truth zoomed (`lesion_windows`), its input above
+    its outcome at each threshold. No plaque, no insets. image_hw: (H, W) in
+    [0, 1]; truth_hw: (H, W), nonzero = plaque."""
+    image_hw = np.asarray(image_hw)
+    outcomes = [(outcome_rgb(image_hw, image_hw >= t, truth_hw), f"input >= {100 * t:.0f} %") for t in thresholds]
+    heading = (f"Zoomed ×{MAGNIFICATION}: the {CROP_PX} × {CROP_PX}-pixel windows numbered above; "
+               "plaques, largest first")
+    # Only the truth's components: the question here is whether a plaque clears the threshold.
+    windows = lesion_windows(truth_hw, max_windows=max_insets)
+    return _slice_figure([outcomes], [(image_hw, "input"), *outcomes], windows, title, heading)
 
 
 def precision_recall_figure(curves: Dict[str, dict], title: str = "") -> Figure:
@@ -126,5 +288,5 @@ def training_curves_figure(loss_iteration, loss, snapshot_iteration, test_f1, tr
 
 def save_png(fig: Figure, path) -> Path:
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", dpi=100)
+    fig.savefig(path, format="png", dpi=FIGURE_DPI)
     return Path(path)
