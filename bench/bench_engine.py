@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_engine.py [--caffe-root build/caffe-root] [--iters 5] [--scans 5]
 
-Both run the paper's prototxt files unchanged with the same weights: seconds
+Both run the paper's prototxt files unchanged with the same weights, our
+engine through the engine interface (`plaquenet.engines.get_engine`): seconds
 per 100-tile training iteration (forward, backward, SGD update) and per
 448x512 forward pass of the deploy net, their ratio, achieved GFLOP/s, and
 the share of the machine's FP32 peak (measured here with the project's
@@ -13,6 +14,7 @@ differ between machines, so only the same-run ratios compare.
 """
 
 import argparse
+import csv
 import os
 import shutil
 import subprocess
@@ -25,11 +27,8 @@ import h5py
 import numpy as np
 import torch
 
-from plaquenet.caffe.prototxt import read_net
-from plaquenet.caffe.snapshot import write_caffemodel
-from plaquenet.engines.torch.net import TEST, TRAIN, Net, copy_trained_layers, net_to_proto
-from plaquenet.engines.torch.solver import apply_update, new_state, zero_gradients
-from plaquenet.caffe import caffe_pb2
+from plaquenet.caffe.prototxt import prototxt_text, read_net, read_solver, write_prototxt
+from plaquenet.engines import get_engine
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NET = REPO / "prototxt" / "plaquenet_train.prototxt"
@@ -55,14 +54,17 @@ for _ in range(scans + 1):
 print("scan", np.median(times[1:]))
 """ % (H, W, H, W)
 
-SOLVER = """net: "prototxt/plaquenet_train.prototxt"
-base_lr: 0.00001
-momentum: 0.9
-lr_policy: "fixed"
-max_iter: 1000000
-snapshot_after_train: false
-snapshot_prefix: "unused"
-"""
+PAPER_SOLVER = REPO / "prototxt" / "solver.prototxt"
+
+
+def bench_solver():
+    """The paper's solver (its update: SGD, lr, momentum, policy) with the
+    schedule made endless and snapshots off, for timing single steps."""
+    param = read_solver(PAPER_SOLVER)
+    param.max_iter, param.snapshot, param.snapshot_after_train = 1_000_000, 0, False
+    param.display, param.snapshot_prefix = 0, "unused"
+    param.net = "prototxt/plaquenet_train.prototxt"
+    return param
 
 
 def macs_per_pixel(deploy) -> int:
@@ -97,29 +99,23 @@ def median_seconds(step, repeats: int) -> float:
 
 
 def torch_figures(work: Path, iters: int, scans: int):
+    """Through the engine interface, as `plaquenet train` and `score` use it:
+    seconds per iteration from train.csv (after the first), seconds per scan
+    of the deploy forward on the trained weights."""
     os.chdir(work)  # the train prototxt's HDF5Data source is relative to the working directory
-    net = Net(read_net(TRAIN_NET), TRAIN, source=TRAIN_NET, seed=0, channels_last=True)
-    param = caffe_pb2.SolverParameter(base_lr=1e-5, momentum=0.9, lr_policy="fixed")
-    state = new_state(param, net.learnable)
-
-    def iteration():
-        zero_gradients(net.learnable)
-        _, loss = net()
-        loss.backward()
-        apply_update(param, net.learnable, state, 1e-5)
-
-    train_s = median_seconds(iteration, iters)
-    weights = net_to_proto(net)
-    write_caffemodel(work / "w.caffemodel", weights)
-    deploy = Net(read_net(DEPLOY_NET), TEST, source=DEPLOY_NET, fill=False)
-    copy_trained_layers(deploy, weights, "bench")
-    x = torch.from_numpy(np.random.default_rng(0).random((1, 1, H, W), dtype=np.float32))
-
-    def scan():
-        with torch.inference_mode():
-            deploy({"data": x})
-
-    return train_s, median_seconds(scan, scans)
+    engine = get_engine("torch")
+    param = bench_solver()
+    param.net, param.max_iter, param.snapshot_after_train = str(TRAIN_NET), iters + 1, True
+    param.snapshot_prefix = "run/bench"
+    write_prototxt("solver.prototxt", param)
+    result = engine.train("solver.prototxt", on_estimate=lambda line: None)
+    with open(result.run_dir / "train.csv", newline="") as f:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+    train_s = float(np.median(np.diff(seconds)))  # iterations 2.. (the first is the warm-up)
+    shutil.copy(result.last_snapshot, work / "w.caffemodel")  # real Caffe starts from the same weights
+    forward = engine.load_deploy(DEPLOY_NET, result.last_snapshot)
+    image_hw = np.random.default_rng(0).random((H, W), dtype=np.float32)
+    return train_s, median_seconds(lambda: forward(image_hw), scans)
 
 
 def caffe_figures(root: Path, work: Path, iters: int, scans: int):
@@ -131,7 +127,7 @@ def caffe_figures(root: Path, work: Path, iters: int, scans: int):
     try:
         shutil.copytree(REPO / "prototxt", box / "prototxt")
         shutil.copy(DEPLOY_NET, box / "deploy.prototxt")
-        (box / "solver.prototxt").write_text(SOLVER)
+        (box / "solver.prototxt").write_text(prototxt_text(bench_solver()))
         (box / "bench.py").write_text(CAFFE_SCRIPT)
         inside = "/" + str(box.relative_to(root))
         done = subprocess.run(["chroot", str(root), "sh", "-c",

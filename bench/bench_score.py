@@ -8,7 +8,7 @@ x S axial 448x512 slices with a few bright plaques on every slice (so every
 slice is scored, §4.1), half train, half test, plus a Caffe HDF5Data file of
 50x50 training tiles (the §4.3 tiles' threshold); and the paper's deploy net
 (prototxt/plaquenet_deploy.prototxt) with random filler weights written as a
-.caffemodel. Runs `score_with_forward` with `load_deploy`'s forward, timing
+.caffemodel. Runs `score_with_forward` with the torch engine's forward (`get_engine("torch").load_deploy`), timing
 every forward call. Prints slices and tiles scored, total seconds, seconds per
 scored slice for inference and for the rest, and peak RSS.
 """
@@ -27,7 +27,8 @@ import torch
 from plaquenet.caffe.prototxt import read_net
 from plaquenet.caffe.snapshot import write_caffemodel
 from plaquenet.cohort import Scan, split_file, write_cohort, write_split
-from plaquenet.engines.torch.net import TEST, Net, load_deploy, net_to_proto
+from plaquenet.engines import get_engine
+from plaquenet.engines.torch.net import TEST, Net, net_to_proto
 from plaquenet.score import score_with_forward
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     CACHE.mkdir(parents=True, exist_ok=True)
     cohort_dir = build_cohort(args.patients, args.slices, args.tiles)
-    net = load_deploy(DEPLOY, random_snapshot())
+    net = get_engine("torch").load_deploy(DEPLOY, random_snapshot())
 
     calls = {"slices": 0, "tiles": 0, "slice_s": 0.0, "tile_s": 0.0}
 

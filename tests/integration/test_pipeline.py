@@ -1,30 +1,26 @@
 """The main job end to end on a tiny phantom cohort, through the CLI, as
 `make demo` runs it: phantom -> import (DICOM + RTSTRUCT/SEG) -> tiles ->
-train -> score; then no fake patient data anywhere in what was written."""
+train -> score -> segment; then no fake patient data anywhere in what was
+written but the SEG meant for the hospital."""
 
 import json
-import os
 from pathlib import Path
 
+from plaquenet.caffe.prototxt import prototxt_text, read_solver
 from plaquenet.cli import main
 from plaquenet.phantom import fake_patients
 
 REPO = Path(__file__).resolve().parents[2]
 
-# A test solver: the paper's net for 4 iterations. Only the schedule is
-# test-sized; the net is the paper's train prototxt, unchanged.
-SOLVER = f"""
-net: "{REPO / 'prototxt' / 'plaquenet_train.prototxt'}"
-type: "SGD"
-base_lr: 0.00001
-momentum: 0.9
-lr_policy: "fixed"
-display: 1
-max_iter: 4
-snapshot: 2
-snapshot_prefix: "runs/it/plaquenet"
-random_seed: 0
-"""
+
+def paper_solver_for_4_iterations() -> str:
+    """The paper's solver (prototxt/solver.prototxt) with only the schedule
+    test-sized; the net is the paper's train prototxt, unchanged."""
+    param = read_solver(REPO / "prototxt" / "solver.prototxt")
+    param.net = str(REPO / "prototxt" / "plaquenet_train.prototxt")
+    param.max_iter, param.snapshot, param.display, param.average_loss = 4, 2, 1, 1
+    param.snapshot_prefix = "runs/it/plaquenet"
+    return prototxt_text(param)
 
 
 def test_phantom_to_report(tmp_path, monkeypatch):
@@ -32,14 +28,17 @@ def test_phantom_to_report(tmp_path, monkeypatch):
     assert main(["phantom", "phantom", "--patients", "2", "--slices", "6", "--seed", "1"]) == 0
     assert main(["import", "phantom/dicom", "--cohort", "data/it"]) == 0
     assert main(["tiles", "--cohort", "data/it"]) == 0
-    os.symlink("it", "data/current")
-    Path("solver.prototxt").write_text(SOLVER)
+    assert Path("data/current").resolve() == Path("data/it").resolve()  # what the train prototxt reads
+    Path("solver.prototxt").write_text(paper_solver_for_4_iterations())
     assert main(["train", "--solver", "solver.prototxt"]) == 0
     assert sorted(p.name for p in Path("runs/it").glob("*_iter_*")) == [
         "plaquenet_iter_2.caffemodel", "plaquenet_iter_2.solverstate",
         "plaquenet_iter_4.caffemodel", "plaquenet_iter_4.solverstate"]
-    assert main(["score", "--snapshot", "runs/it", "--cohort", "data/current",
-                 "--deploy", str(REPO / "prototxt" / "plaquenet_deploy.prototxt")]) == 0
+    assert (Path("runs/it") / "plaquenet_deploy.prototxt").is_file()  # train keeps the deploy net with the run
+    assert main(["train", "--solver", "solver.prototxt"]) == 2  # an earlier run is not overwritten silently
+    assert main(["score", "--snapshot", "runs/it"]) == 0  # data/current, the run's deploy net: no paths needed
+    study = next(Path("phantom/dicom").iterdir())
+    assert main(["segment", str(study), "--snapshot", "runs/it", "--out", "segment-out"]) == 0
 
     results = json.loads(Path("runs/it/score/results.json").read_text())
     assert results["snapshot"].endswith("plaquenet_iter_4.caffemodel")
@@ -55,7 +54,8 @@ def test_phantom_to_report(tmp_path, monkeypatch):
     for p in fake_patients(1, 2):
         secrets |= {p.folder, p.name, p.name.split("^")[0], p.patient_id, p.birth_date, p.institution,
                     p.referring_physician, p.accession}
-    written = [f for top in ("data", "runs") for f in Path(top).rglob("*") if f.is_file()]
+    written = [f for top in ("data", "runs", "segment-out") for f in Path(top).rglob("*")
+               if f.is_file() and f.name != "segmentation.dcm"]  # the SEG carries the study's patient module
     assert len(written) > 10
     for f in written:
         blob = f.read_bytes()
