@@ -20,7 +20,8 @@ import h5py
 import numpy as np
 import pytest
 
-from plaquenet.caffe.snapshot import weights_net, write_caffemodel
+import tiny_nets
+from plaquenet.caffe.snapshot import write_caffemodel
 from plaquenet.cohort import Scan, write_cohort, write_split
 from plaquenet.engines.torch.train import train
 from plaquenet.caffe.log import caffe_log_losses
@@ -29,19 +30,8 @@ from plaquenet.score import score
 
 REPO = Path(__file__).resolve().parents[2]
 
-LAYERS = """
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 4 kernel_size: 5 pad: 2 weight_filler { type: "msra" } } }
-layer { name: "prelu1" type: "PReLU" bottom: "conv1" top: "conv1" }
-layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
-  convolution_param { num_output: 1 kernel_size: 3 pad: 1 weight_filler { type: "msra" } } }
-layer { name: "prob" type: "Sigmoid" bottom: "conv2" top: "prob" }
-"""
-TRAIN_NET = ('name: "tiny"\nlayer { name: "data" type: "HDF5Data" top: "data" top: "label"\n'
-             '  hdf5_data_param { source: "list.txt" batch_size: 4 } }' + LAYERS +
-             'layer { name: "loss" type: "EuclideanLoss" bottom: "prob" bottom: "label" top: "loss" }\n')
-DEPLOY_NET = ('name: "tiny"\nlayer { name: "data" type: "Input" top: "data"\n'
-              '  input_param { shape { dim: 1 dim: 1 dim: 12 dim: 12 } } }' + LAYERS)
+TRAIN_NET = tiny_nets.two_conv_train("list.txt", 4, channels=4, kernel_size=5)
+DEPLOY_NET = tiny_nets.two_conv_deploy(12, 12, channels=4, kernel_size=5)
 SOLVER = ('net: "net.prototxt" base_lr: 0.01 momentum: 0.9 lr_policy: "fixed" max_iter: 6 display: 1\n'
           'snapshot: 4 snapshot_prefix: "{run}/tiny" solver_mode: CPU random_seed: 1\n')
 
@@ -56,7 +46,7 @@ def _weights(seed: int = 7):
     conv2[0, 0, 1, 1] = 12.0
     weights = {"conv1": [conv1, rng.uniform(-0.05, 0.05, 4)], "prelu1": [rng.uniform(0.0, 0.3, 4)],
                "conv2": [conv2, np.array([-7.0])]}
-    return weights_net(weights, {"conv1": "Convolution", "prelu1": "PReLU", "conv2": "Convolution"})
+    return tiny_nets.tiny_weights(weights)
 
 
 def _in_root(caffe, *args) -> subprocess.CompletedProcess:

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+import tiny_nets
 from plaquenet.caffe.prototxt import read_net
 from plaquenet.caffe.snapshot import (blob_array, caffemodel_weights, read_caffemodel, read_solverstate,
                                       weights_net, write_caffemodel)
@@ -43,9 +44,8 @@ BATCH, TILE = 4, 12
 # The loss head: the paper's (Sigmoid + EuclideanLoss), or cross-entropy on
 # conv2's logits with loss_weight 0.5 and the unused probabilities silenced.
 HEADS = {
-    "euclidean": 'layer { name: "prob" type: "Sigmoid" bottom: "conv2" top: "prob" }\n'
-                 'layer { name: "loss" type: "EuclideanLoss" bottom: "prob" bottom: "label" top: "loss" }\n',
-    "cross_entropy": 'layer { name: "prob" type: "Sigmoid" bottom: "conv2" top: "prob" }\n'
+    "euclidean": tiny_nets.PROB + tiny_nets.EUCLIDEAN_LOSS,
+    "cross_entropy": tiny_nets.PROB +
                      'layer { name: "quiet" type: "Silence" bottom: "prob" }\n'
                      'layer { name: "loss" type: "SigmoidCrossEntropyLoss" bottom: "conv2" bottom: "label" '
                      'top: "loss" loss_weight: 0.5 }\n',
@@ -53,17 +53,10 @@ HEADS = {
 
 
 def _net_prototxt(bias_mults: bool = False, head: str = "euclidean") -> str:
+    """tiny_nets' two-convolution net: conv1 4 @ 5x5, PReLU, conv2 1 @ 3x3, on HDF5Data list.txt."""
     # bias_mults: the common Caffe recipe, biases learn twice as fast and are not decayed.
     specs = "param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }" if bias_mults else ""
-    return f"""name: "tiny"
-layer {{ name: "data" type: "HDF5Data" top: "data" top: "label"
-  hdf5_data_param {{ source: "list.txt" batch_size: {BATCH} }} }}
-layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1" {specs}
-  convolution_param {{ num_output: 4 kernel_size: 5 pad: 2 weight_filler {{ type: "msra" }} }} }}
-layer {{ name: "prelu1" type: "PReLU" bottom: "conv1" top: "conv1" }}
-layer {{ name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2" {specs}
-  convolution_param {{ num_output: 1 kernel_size: 3 pad: 1 weight_filler {{ type: "msra" }} }} }}
-""" + HEADS[head]
+    return tiny_nets.two_conv_train("list.txt", BATCH, channels=4, kernel_size=5, params=specs, head=HEADS[head])
 
 
 def _initial_weights():
@@ -75,7 +68,7 @@ def _initial_weights():
         "prelu1": [rng.uniform(-0.1, 0.4, 4)],
         "conv2": [rng.normal(0, np.sqrt(2 / 36), (1, 4, 3, 3)), rng.uniform(-1.2, -0.8, 1)],
     }
-    return weights_net(weights, {"conv1": "Convolution", "prelu1": "PReLU", "conv2": "Convolution"})
+    return tiny_nets.tiny_weights(weights)
 
 
 def _write_inputs(folder: Path, solver_text: str = "", bias_mults: bool = False, head: str = "euclidean"):

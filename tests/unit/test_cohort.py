@@ -1,11 +1,8 @@
-"""The cohort store, the split file and atomic replacement."""
-
-import json
+"""The cohort store and the split file."""
 
 import numpy as np
 import pytest
 
-from plaquenet import atomic
 from plaquenet.cohort import (Scan, load_scan, make_split, normalise_intensity, read_split, split_file,
                               write_cohort, write_split)
 from plaquenet.errors import InputError
@@ -71,28 +68,6 @@ def test_normalisation_is_per_volume_and_bounded():
     out = normalise_intensity(flair)
     assert out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
     assert 0.49 < out[5, 0, 0] < 0.51  # 500 / p99.9 of 1..999
-
-
-def test_atomic_directory_replacement_puts_the_old_one_back_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
-    real_replace = atomic.os.replace
-    calls = []
-
-    def failing_second_replace(src, dst):
-        calls.append(src)
-        if len(calls) == 2:
-            raise OSError("disk full")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(atomic.os, "replace", failing_second_replace)
-    with pytest.raises(OSError):
-        with atomic.atomic_path(target) as tmp:
-            tmp.mkdir()
-            (tmp / "new.txt").write_text("new")
-    assert (target / "old.txt").read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 def test_failed_write_leaves_nothing(tmp_path):

@@ -1,27 +1,12 @@
-"""Layers, fillers and net building of the torch engine against Caffe's
-definitions, on nets a few pixels big written as prototxt strings."""
-
-import math
-from pathlib import Path
+"""The torch engine's layers against Caffe's definitions (losses, PReLU, Sigmoid,
+Convolution, Silence), on nets a few pixels big written as prototxt strings."""
 
 import numpy as np
 import pytest
 import torch
 
-from plaquenet.caffe import caffe_pb2
-from plaquenet.caffe.prototxt import parse_prototxt, read_net
-from plaquenet.engines.torch.fillers import fan, fill
-from plaquenet.engines.torch.net import TEST, TRAIN, Net
 from plaquenet.errors import InputError
-
-
-def net_of(text, phase=TEST, **kw):
-    return Net(parse_prototxt(text, caffe_pb2.NetParameter()), phase, source="tiny.prototxt", seed=0, **kw)
-
-
-def input_layer(shape, top="data"):
-    dims = " ".join(f"dim: {d}" for d in shape)
-    return f'layer {{ name: "{top}" type: "Input" top: "{top}" input_param {{ shape {{ {dims} }} }} }}\n'
+from tiny_nets import input_layer, net_of
 
 
 def test_euclidean_loss_value_and_gradient():
@@ -115,64 +100,6 @@ def test_convolution_implementation_is_swappable():
     assert calls == [((1, 1), (2, 2), (2, 2), 1)]
 
 
-def test_fillers_follow_caffe_fan_formulas():
-    p = caffe_pb2.FillerParameter(type="msra")
-    assert fan(p, (20, 10, 5, 5)) == 10 * 25                     # fan_in = C/g kh kw
-    p.variance_norm = p.FAN_OUT
-    assert fan(p, (20, 10, 5, 5)) == 20 * 25                     # fan_out = O kh kw
-    p.variance_norm = p.AVERAGE
-    assert fan(p, (20, 10, 5, 5)) == (250 + 500) / 2
-    assert fan(caffe_pb2.FillerParameter(), (7,)) == 1           # a 1-axis blob: fan_in 1
-    g = torch.Generator().manual_seed(0)
-    xavier = fill(caffe_pb2.FillerParameter(type="xavier"), (64, 16, 3, 3), g)
-    assert xavier.abs().max() <= math.sqrt(3 / 144) and xavier.std() == pytest.approx(math.sqrt(1 / 144), rel=0.05)
-    msra = fill(caffe_pb2.FillerParameter(type="msra"), (64, 16, 3, 3), g)
-    assert msra.std() == pytest.approx(math.sqrt(2 / 144), rel=0.05)
-    assert torch.all(fill(caffe_pb2.FillerParameter(), (3, 3), g) == 0)  # Caffe's default: constant 0
-    with pytest.raises(ValueError, match="unknown filler"):
-        fill(caffe_pb2.FillerParameter(type="orthogonal"), (3,), g)
-
-
-def test_unsupported_layer_type_and_field_name_the_layer():
-    with pytest.raises(InputError, match=r"tiny.prototxt: layer 'pool1': type 'Pooling' is not supported"):
-        net_of(input_layer((1, 1, 4, 4)) + 'layer { name: "pool1" type: "Pooling" bottom: "data" top: "p" }')
-    with pytest.raises(InputError, match=r"layer 'c' \(Convolution\): convolution_param.axis = 2"):
-        net_of(input_layer((1, 1, 4, 4)) + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
-                                          'convolution_param { num_output: 1 kernel_size: 1 axis: 2 } }')
-    with pytest.raises(InputError, match=r"layer 'c'.*param.name"):
-        net_of(input_layer((1, 1, 4, 4)) + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
-                                          'param { name: "shared" } convolution_param { num_output: 1 kernel_size: 1 } }')
-
-
-def test_include_exclude_rules_pick_layers_by_phase_and_stage():
-    text = (input_layer((1, 1, 2, 2)) +
-            'layer { name: "train_only" type: "ReLU" bottom: "data" top: "r" include { phase: TRAIN } }\n'
-            'layer { name: "not_train" type: "Sigmoid" bottom: "data" top: "s" exclude { phase: TRAIN } }\n'
-            'layer { name: "staged" type: "Sigmoid" bottom: "data" top: "t" include { stage: "deep" } }\n')
-    assert [l.name for l in net_of(text, TRAIN).layer_params] == ["data", "train_only"]
-    assert [l.name for l in net_of(text, TEST).layer_params] == ["data", "not_train"]
-    staged = net_of(text, TEST, state=caffe_pb2.NetState(stage=["deep"]))
-    assert [l.name for l in staged.layer_params] == ["data", "not_train", "staged"]
-    assert staged.outputs == ["s", "t"]
-
-
-def test_lr_mult_zero_freezes_a_blob():
-    net = net_of(input_layer((1, 1, 3, 3)) +
-                 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" param { lr_mult: 0 } '
-                 'param { lr_mult: 2 decay_mult: 0 } convolution_param { num_output: 1 kernel_size: 1 } }')
-    weight, bias = net.learnable
-    assert (weight.lr_mult, weight.decay_mult, weight.blob.requires_grad) == (0, 1, False)
-    assert (bias.lr_mult, bias.decay_mult, bias.blob.requires_grad) == (2, 0, True)
-
-
-def test_paper_nets_build_from_their_prototxt():
-    deploy = Net(read_net(Path(__file__).resolve().parents[2] / "prototxt/plaquenet_deploy.prototxt"), TEST, fill=False)
-    assert deploy.input_names == ["data"] and deploy.outputs == ["prob"]
-    assert deploy.blob_shapes["prob"] == (1, 1, 448, 512)          # every layer keeps the size (§4.2 padding)
-    # 20*1*25 + 20*20*49 + 40*20*81 + 60*40*49 + 20*60*25 + 1*20*25 weights, 161 biases, 160 PReLU slopes
-    assert sum(p.blob.numel() for p in deploy.learnable) == 233000 + 161 + 160
-
-
 def _sce_net(loss_param=""):
     return net_of(input_layer((2, 1, 1, 3), "x") + input_layer((2, 1, 1, 3), "t") +
                   'layer { name: "loss" type: "SigmoidCrossEntropyLoss" bottom: "x" bottom: "t" top: "loss" '
@@ -214,12 +141,3 @@ def test_silence_consumes_its_bottoms():
     assert loss is None and set(blobs) == {"data", "p", "r"}
     with pytest.raises(InputError, match=r"layer 'quiet' \(Silence\): Silence has no tops"):
         net_of(input_layer((1, 1, 2, 2)) + 'layer { name: "quiet" type: "Silence" bottom: "data" top: "x" }')
-
-
-def test_bottom_no_layer_produces_is_one_line_naming_layer_and_blob():
-    with pytest.raises(InputError) as caught:
-        net_of(input_layer((1, 1, 4, 4)) + 'layer { name: "conv9" type: "Convolution" bottom: "dtaa" top: "c" '
-                                          'convolution_param { num_output: 1 kernel_size: 1 } }')
-    message = str(caught.value)
-    assert "\n" not in message
-    assert "tiny.prototxt" in message and "'conv9'" in message and "'dtaa'" in message

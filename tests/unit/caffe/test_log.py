@@ -3,7 +3,7 @@
 import datetime
 import re
 
-from plaquenet.caffe.log import CaffeLog, cpp_number, glog_line
+from plaquenet.caffe.log import CaffeLog, caffe_log_losses, cpp_number, glog_line
 
 # The patterns of BVLC/caffe tools/extra/parse_log.py and extract_seconds.py.
 ITERATION = re.compile(r"Iteration (\d+)")
@@ -54,3 +54,9 @@ def test_log_lines_parse_like_parse_log(tmp_path):
     assert [int(m) for m in ITERATION.findall(text)] == [100, 100]
     assert "Snapshotting to binary proto file runs/x/p_iter_200.caffemodel" in text
     assert lines[-1].endswith("Optimization Done.")
+
+
+def test_caffe_log_losses_read_the_display_and_the_final_lines(caffe_log):
+    assert caffe_log_losses(caffe_log.splitlines()) == [(0, 0.25), (20, 0.125), (40, 0.0625)]
+    # Without the glog prefix (a log printed by other tools) the lines still parse.
+    assert caffe_log_losses(["Iteration 7 (1 iter/s, 1s/1 iters), loss = 3e-05"]) == [(7, 3e-05)]

@@ -1,4 +1,4 @@
-"""Tiny real DICOM/NIfTI/PNG studies for tests (shared; import as `from dicom_fixtures import ...`).
+"""Tiny real DICOM/NIfTI/PNG studies for tests (`import dicom_fixtures as F`: tests/helpers is on pytest's path).
 
 The reference study: an axial series of SLICES x ROWS x COLS (4 x 16 x 20)
 pixels, standard orientation (ImageOrientationPatient [1,0,0,0,1,0]), stored

@@ -8,7 +8,7 @@ import dicom_fixtures as F
 from plaquenet.errors import InputError
 from plaquenet.io.dicom import read_dicom_series, read_header
 from plaquenet.io.nifti import read_nifti
-from plaquenet.io.orientation import cohort_grid, from_cohort, to_cohort
+from plaquenet.io.orientation import cohort_grid, to_cohort
 
 
 @pytest.mark.parametrize("axcodes", [("R", "A", "S"), ("L", "A", "S"), ("L", "P", "S"), ("A", "R", "I"), ("S", "L", "P")])
@@ -25,12 +25,6 @@ def test_nifti_and_dicom_of_one_volume_give_identical_arrays(tmp_path, axcodes):
     shape_shw, affine_whs = cohort_grid(nifti.data_ijk.shape, nifti.affine_ras)
     assert shape_shw == flair_nifti.shape
     np.testing.assert_array_equal(affine_whs, affine_nifti)
-
-
-def test_from_cohort_inverts_to_cohort(tmp_path):
-    nifti = read_nifti(F.write_nifti(tmp_path / "f.nii", F.expected_flair_shw(), axcodes=("A", "R", "I")))
-    flair_shw, _ = to_cohort(nifti.data_ijk, nifti.affine_ras)
-    np.testing.assert_array_equal(from_cohort(flair_shw, nifti.affine_ras), nifti.data_ijk)
 
 
 def test_scaling_is_applied_and_masks_are_binary(tmp_path):
