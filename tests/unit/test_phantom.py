@@ -1,7 +1,6 @@
 """The synthetic FLAIR cohort: deterministic, plaques bright and outlined by
-polygons, and the files on disk (DICOM, RTSTRUCT, SEG, NIfTI) say the same."""
-
-from pathlib import Path
+polygons, and the files on disk (DICOM, RTSTRUCT, SEG, NIfTI) say the same
+and are valid DICOM (dciodvfy)."""
 
 import highdicom as hd
 import nibabel as nib
@@ -9,8 +8,12 @@ import numpy as np
 import pydicom
 import pytest
 
+import dciodvfy
 from plaquenet import phantom
 from plaquenet.errors import InputError
+from plaquenet.io.dicom import read_dicom_series, read_header
+from plaquenet.io.masks import read_seg
+from plaquenet.io.orientation import to_cohort
 from plaquenet.io.polygons import rasterise_polygons
 
 SEED, SLICES = 3, 4
@@ -104,6 +107,7 @@ def test_dicom_headers_carry_fake_phi_and_the_geometry(cohort, scans):
         assert ds.AccessionNumber == who.accession and str(ds.ReferringPhysicianName) == who.referring_physician
         assert ds.Modality == "MR" and ds.SeriesDescription == "AX FLAIR" and ds.BitsStored == 12
         assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+        assert ds.FrameOfReferenceUID == series[0].FrameOfReferenceUID and ds.PositionReferenceIndicator == ""
         assert [float(v) for v in ds.ImagePositionPatient] == [*scan.origin_lps[:2], scan.slice_z_mm(k)]
         assert float(ds.PixelSpacing[0]) == scan.voxel_mm[1] and float(ds.SpacingBetweenSlices) == scan.voxel_mm[0]
         slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
@@ -119,6 +123,7 @@ def test_rtstruct_contours_give_back_the_mask(cohort, scans):
     _, series = _series(cohort, 0)
     assert rt.Modality == "RTSTRUCT" and rt.StructureSetROISequence[0].ROIName == "MS plaques"
     assert rt.PatientID == series[0].PatientID
+    assert rt.FrameOfReferenceUID == series[0].FrameOfReferenceUID and rt.PositionReferenceIndicator == ""
     uid_to_slice = {ds.SOPInstanceUID: k for k, ds in enumerate(series)}
     polygons = [[] for _ in series]
     for contour in rt.ROIContourSequence[0].ContourSequence:
@@ -137,10 +142,19 @@ def test_seg_frames_give_back_the_mask(cohort, scans):
     seg = hd.seg.segread(cohort / "dicom" / _folder(1) / "outlines.dcm")
     _, series = _series(cohort, 1)
     assert seg.SegmentSequence[0].SegmentLabel == "MS plaques"
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "MANUAL" and seg.ContentCreatorName == "Phantom^Radiologist"
     lesion_slices = [k for k in range(SLICES) if scans[1].mask_shw[k].any()]
     assert seg.NumberOfFrames == len(lesion_slices)
     pixels = seg.get_pixels_by_source_instance([series[k].SOPInstanceUID for k in lesion_slices], segment_numbers=[1])
     assert np.array_equal(pixels[..., 0], scans[1].mask_shw[lesion_slices])
+
+
+def test_seg_is_read_back_as_the_mask_by_the_import(cohort, scans):
+    paths, _ = _series(cohort, 1)
+    image = read_dicom_series(paths, [read_header(p) for p in paths])
+    mask_ijk = read_seg(cohort / "dicom" / _folder(1) / "outlines.dcm", image)
+    mask_shw, _ = to_cohort(mask_ijk, image.affine_ras)
+    assert scans[1].mask_shw.any() and np.array_equal(mask_shw, scans[1].mask_shw)
 
 
 def test_nifti_is_ras_ordered_with_the_dicom_geometry(cohort, scans):
@@ -150,6 +164,9 @@ def test_nifti_is_ras_ordered_with_the_dicom_geometry(cohort, scans):
     assert nib.aff2axcodes(flair.affine) == ("R", "A", "S")  # not the cohort's (L, P, S)
     assert flair.shape == (W, H, SLICES) and flair.get_data_dtype() == np.float32
     assert mask.get_data_dtype() == np.uint8 and np.allclose(mask.affine, flair.affine)
+    for image in (flair, mask):
+        assert image.header.get_xyzt_units() == ("mm", "sec")
+        assert int(image.header["qform_code"]) == int(image.header["sform_code"]) == 1  # scanner
     data, labels = np.asarray(flair.dataobj), np.asarray(mask.dataobj)
     for k, row, col in [(0, 0, 0), (1, 100, 300), (SLICES - 1, H - 1, W - 1)]:
         i, j = W - 1 - col, H - 1 - row
@@ -175,6 +192,19 @@ def test_bad_sizes_are_input_errors_and_write_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_render_phantom_figure_writes_a_png(tmp_path):
-    path = phantom.render_phantom_figure(tmp_path / "fig.png", seed=SEED, n_slices=SLICES)
-    assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_every_dicom_file_passes_dciodvfy(cohort):
+    """MR slices, the RTSTRUCT (patient 0) and the SEG (patient 1): no Error line."""
+    iods, errors = set(), []
+    for path in sorted((cohort / "dicom").rglob("*.dcm")):
+        report = dciodvfy.report(path)
+        iods.add(report[0])
+        errors += [f"{path.relative_to(cohort)}: {line}" for line in dciodvfy.errors(report)]
+    assert iods == {"MRImage", "RTStructureSet", "Segmentation"}
+    assert not errors, "\n".join(errors)
+
+
+def test_dciodvfy_finds_an_mr_slice_without_its_position_reference_indicator(cohort, tmp_path):
+    ds = pydicom.dcmread(_series(cohort, 0)[0][0])
+    del ds.PositionReferenceIndicator
+    ds.save_as(tmp_path / "bad.dcm", enforce_file_format=True)
+    assert any("PositionReferenceIndicator" in line for line in dciodvfy.errors(dciodvfy.report(tmp_path / "bad.dcm")))
