@@ -60,6 +60,7 @@ score: venv
 # The suite, conformance tests against real Caffe 1.0 included: as root the
 # Caffe root is built first (once, ~1 min); otherwise those tests skip.
 test: $(VENV)/.test-installed
+	$(BIN)/python -m mypy plaquenet
 	@if [ "$$(id -u)" = 0 ]; then tools/make_caffe_root.sh $(CAFFE_ROOT); \
 	else echo "not root: the conformance tests against real Caffe will skip"; fi
 	PLAQUENET_CAFFE_ROOT=$(abspath $(CAFFE_ROOT)) $(BIN)/python -m pytest -q tests

@@ -4,9 +4,12 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
+
+from .typing import PathLike
 
 
-def refuse_existing(path, force: bool) -> None:
+def refuse_existing(path: PathLike, force: bool) -> None:
     """An output that exists is replaced only when the user said --force."""
     from .errors import InputError
 
@@ -15,7 +18,7 @@ def refuse_existing(path, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path, overwrite=True):
+def atomic_path(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of `path` (file or directory) to write into;
     on success it is renamed onto `path`, on any exception it is removed.
 
@@ -48,7 +51,7 @@ def atomic_path(path, overwrite=True):
         raise
 
 
-def _remove(p):
+def _remove(p: Path) -> None:
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)
     elif p.exists() or p.is_symlink():

@@ -25,13 +25,14 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import h5py
 import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .typing import PathLike
 
 FORMAT = "plaquenet-cohort"
 VERSION = 1
@@ -45,7 +46,7 @@ class Scan:
     patient: str  # pseudonymous id
     flair_shw: np.ndarray  # float32 (S, H, W), scanner units
     mask_shw: np.ndarray  # uint8 (S, H, W), 0/1
-    voxel_mm: tuple  # (slice, row, column) spacing in mm
+    voxel_mm: Tuple[float, ...]  # (slice, row, column) spacing in mm
     affine_whs: np.ndarray  # 4x4, index (w, h, s) -> RAS mm
     flair_source: str = ""
     mask_source: str = ""
@@ -60,15 +61,15 @@ def lesion_slices(mask_shw: np.ndarray) -> np.ndarray:
     return np.flatnonzero(mask_shw.reshape(len(mask_shw), -1).any(axis=1))
 
 
-def cohort_file(cohort_dir) -> Path:
+def cohort_file(cohort_dir: PathLike) -> Path:
     return Path(cohort_dir) / "cohort.h5"
 
 
-def split_file(cohort_dir) -> Path:
+def split_file(cohort_dir: PathLike) -> Path:
     return Path(cohort_dir) / "split.json"
 
 
-def check_scan(scan: Scan, source="") -> None:
+def check_scan(scan: Scan, source: PathLike = "") -> None:
     """Raise InputError for what no later stage can use: NaN/inf voxels, a mask
     of another shape, a volume that is not 3D."""
     where = source or scan.patient
@@ -83,7 +84,7 @@ def check_scan(scan: Scan, source="") -> None:
         raise InputError(where, f"{int(bad.sum())} NaN/inf voxels in the FLAIR volume")
 
 
-def write_cohort(cohort_dir, scans: Iterable[Scan], name: Optional[str] = None) -> Path:
+def write_cohort(cohort_dir: PathLike, scans: Iterable[Scan], name: Optional[str] = None) -> Path:
     """Write all scans to `<cohort_dir>/cohort.h5` atomically; return its path."""
     path = cohort_file(cohort_dir)
     seen = set()
@@ -104,7 +105,7 @@ def write_cohort(cohort_dir, scans: Iterable[Scan], name: Optional[str] = None) 
     return path
 
 
-def _drop_derived(cohort_dir) -> None:
+def _drop_derived(cohort_dir: PathLike) -> None:
     """A new cohort store makes the old split and tiles wrong: patient ids are
     positional, so an old split would silently put other people on each side."""
     split_file(cohort_dir).unlink(missing_ok=True)
@@ -124,7 +125,7 @@ def _write_scan(patients: h5py.Group, scan: Scan) -> None:
     g.attrs["mask_source"] = scan.mask_source
 
 
-def _open(cohort_dir) -> h5py.File:
+def _open(cohort_dir: PathLike) -> h5py.File:
     path = cohort_file(cohort_dir)
     if not path.is_file():
         raise InputError(path, "no cohort store here (run `plaquenet import` or `plaquenet phantom` first)")
@@ -138,22 +139,22 @@ def _open(cohort_dir) -> h5py.File:
     return f
 
 
-def cohort_name(cohort_dir) -> str:
+def cohort_name(cohort_dir: PathLike) -> str:
     with _open(cohort_dir) as f:
         return str(f.attrs["name"])
 
 
-def cohort_id(cohort_dir) -> str:
+def cohort_id(cohort_dir: PathLike) -> str:
     with _open(cohort_dir) as f:
         return str(f.attrs.get("cohort_id", ""))
 
 
-def patient_ids(cohort_dir) -> List[str]:
+def patient_ids(cohort_dir: PathLike) -> List[str]:
     with _open(cohort_dir) as f:
         return sorted(f["patients"].keys())
 
 
-def load_scan(cohort_dir, patient: str) -> Scan:
+def load_scan(cohort_dir: PathLike, patient: str) -> Scan:
     with _open(cohort_dir) as f:
         if patient not in f["patients"]:
             raise InputError(cohort_file(cohort_dir), f"no patient {patient}")
@@ -169,13 +170,13 @@ def load_scan(cohort_dir, patient: str) -> Scan:
         )
 
 
-def iter_scans(cohort_dir, patients: Optional[Sequence[str]] = None) -> Iterator[Scan]:
+def iter_scans(cohort_dir: PathLike, patients: Optional[Sequence[str]] = None) -> Iterator[Scan]:
     """Yield one patient at a time, so memory holds one volume whatever the cohort size."""
     for pid in patients if patients is not None else patient_ids(cohort_dir):
         yield load_scan(cohort_dir, pid)
 
 
-def iter_masks(cohort_dir, patients: Optional[Sequence[str]] = None) -> Iterator[tuple]:
+def iter_masks(cohort_dir: PathLike, patients: Optional[Sequence[str]] = None) -> Iterator[Tuple[str, np.ndarray]]:
     """Yield (patient, mask_shw) without reading the FLAIR volumes: for the
     passes that need only where the plaques are."""
     with _open(cohort_dir) as f:
@@ -205,7 +206,7 @@ def normalise_intensity(flair_shw: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def make_split(patients: Sequence[str], test_fraction: float = TEST_FRACTION, seed: int = 0) -> Dict[str, list]:
+def make_split(patients: Sequence[str], test_fraction: float = TEST_FRACTION, seed: int = 0) -> Dict[str, Any]:
     """Random split by patient (§4.1: 77 train / 19 test of 96, i.e. about 80/20).
 
     Every cohort of two or more patients gets at least one patient on each side."""
@@ -219,7 +220,7 @@ def make_split(patients: Sequence[str], test_fraction: float = TEST_FRACTION, se
     return {"seed": seed, "test_fraction": test_fraction, "train": train, "test": test}
 
 
-def write_split(cohort_dir, split: Dict[str, list]) -> Path:
+def write_split(cohort_dir: PathLike, split: Dict[str, Any]) -> Path:
     """Write the split, stamped with the cohort store's id (see `read_split`)."""
     path = split_file(cohort_dir)
     check_split(split, path)
@@ -229,7 +230,7 @@ def write_split(cohort_dir, split: Dict[str, list]) -> Path:
     return path
 
 
-def read_split(cohort_dir) -> Dict[str, list]:
+def read_split(cohort_dir: PathLike) -> Dict[str, Any]:
     path = split_file(cohort_dir)
     if not path.is_file():
         raise InputError(path, "no split file (run `plaquenet tiles` first)")
@@ -243,7 +244,7 @@ def read_split(cohort_dir) -> Dict[str, list]:
     return split
 
 
-def check_split(split, path, known: Optional[Sequence[str]] = None) -> None:
+def check_split(split: object, path: PathLike, known: Optional[Sequence[str]] = None) -> None:
     if not isinstance(split, dict):
         raise InputError(path, "a split must be a JSON object with 'train' and 'test' lists")
     for side in ("train", "test"):

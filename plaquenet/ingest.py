@@ -15,7 +15,7 @@ import collections
 import dataclasses
 import re
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Counter, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -25,6 +25,7 @@ from .errors import InputError
 from .io.orientation import check_axial, to_cohort, voxel_mm
 from .io.study import OUTLINE_SOURCE, discover_patient, read_flair, read_outlines
 from .progress import progress
+from .typing import PathLike
 
 
 @dataclasses.dataclass
@@ -33,7 +34,7 @@ class ImportSummary:
     patients: int = 0
     slices: int = 0
     lesion_slices: int = 0
-    sizes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    sizes: Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
     def add(self, scan: Scan) -> None:
         self.patients += 1
@@ -47,7 +48,7 @@ class ImportSummary:
                 f"{self.lesion_slices} with lesions; slice sizes HxW (patients): {sizes} -> {self.cohort}")
 
 
-def import_studies(studies_dir, cohort_dir, resample: Optional[str] = None) -> ImportSummary:
+def import_studies(studies_dir: PathLike, cohort_dir: PathLike, resample: Optional[str] = None) -> ImportSummary:
     """Read every patient folder of `studies_dir` and write `<cohort_dir>/cohort.h5` atomically.
 
     Any bad input raises InputError before the store is complete, so none is left."""
@@ -56,7 +57,7 @@ def import_studies(studies_dir, cohort_dir, resample: Optional[str] = None) -> I
     summary = ImportSummary(cohort=cohort_file(cohort_dir))
     created = not Path(cohort_dir).exists()
 
-    def scans():
+    def scans() -> Iterator[Scan]:
         for n, folder in enumerate(progress(folders, desc="import", unit="patient")):
             scan = read_patient(folder, f"P{n + 1:03d}", shape_hw)
             summary.add(scan)
@@ -73,7 +74,7 @@ def import_studies(studies_dir, cohort_dir, resample: Optional[str] = None) -> I
     return summary
 
 
-def patient_folders(studies_dir) -> List[Path]:
+def patient_folders(studies_dir: PathLike) -> List[Path]:
     studies_dir = Path(studies_dir)
     if not studies_dir.is_dir():
         raise InputError(studies_dir, "not a folder")

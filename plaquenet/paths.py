@@ -9,6 +9,8 @@ snapshots relative to it). One home for each of these paths.
 
 from pathlib import Path
 
+from .typing import PathLike
+
 PROTOTXT = Path("prototxt")
 DEPLOY = PROTOTXT / "plaquenet_deploy.prototxt"   # the paper's net on whole scans (Input, any H x W)
 PAPER_SOLVER = PROTOTXT / "solver.prototxt"        # the paper's SGD (§4.2)
@@ -21,7 +23,7 @@ SEGMENT_OUT = Path("segment-out")                  # `plaquenet segment`'s defau
 CHECKOUT_PROTOTXT = Path(__file__).resolve().parent.parent / "prototxt"
 
 
-def point_current_at(cohort_dir: Path, current: Path = CURRENT) -> Path:
+def point_current_at(cohort_dir: PathLike, current: PathLike = CURRENT) -> Path:
     """Make `current` a symlink to `cohort_dir` (relative when both share a folder),
     replaced atomically, so the train prototxt's `data/current/tiles/train.txt`
     reads this cohort's tiles."""

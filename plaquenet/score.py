@@ -29,7 +29,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -44,11 +44,12 @@ from .report.figures import (precision_recall_figure, raw_threshold_figure, save
                               training_curves_figure)
 from .report.html import write_report
 from .evaluate.curves import SnapshotScore, TrainingCurve, read_training_loss, write_curves_csv
-from .evaluate.inference import (count_tiles, forward_lesion_slices, forward_volume, threshold_from_tiles,
-                        training_tile_files)
+from .evaluate.inference import (LesionSlice, count_tiles, forward_lesion_slices, forward_volume,
+                                 threshold_from_tiles, training_tile_files)
 from .evaluate.lesions import LesionCounts, all_rules, lesion_summaries
 from .evaluate.metrics import PixelCounts, count_pixels, mean_and_std, pixel_metrics
-from .evaluate.sweep import SweepHistogram, ThresholdChoice, best_f_threshold_two_pass, histogram_curve
+from .evaluate.sweep import SweepCurve, SweepHistogram, ThresholdChoice, best_f_threshold_two_pass, histogram_curve
+from .typing import PathLike
 
 # The paper's own figures, for the comparison in results.json and the report.
 PAPER = {
@@ -82,13 +83,14 @@ DEFINITIONS = {
 LESION_2D_CONNECTIVITY = 8  # per-slice components (lesions.py: 4 or 8 = 2D)
 
 
-def load_forward(engine: str, deploy, snapshot, device: str = "cpu") -> Forward:
+def load_forward(engine: str, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
     """The engine's forward for `snapshot`, its output checked to be finite."""
     return checked(get_engine(engine).load_deploy(deploy, snapshot, device), snapshot)
 
 
-def score(snapshot, cohort_dir=paths.CURRENT, deploy=None, engine: str = "torch", device: str = "cpu",
-          out=None, force: bool = False, all_snapshots: bool = False, probabilities_dir=None) -> dict:
+def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Optional[PathLike] = None,
+          engine: str = "torch", device: str = "cpu", out: Optional[PathLike] = None, force: bool = False,
+          all_snapshots: bool = False, probabilities_dir: Optional[PathLike] = None) -> Dict[str, Any]:
     """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
     write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns.
 
@@ -124,9 +126,9 @@ def score(snapshot, cohort_dir=paths.CURRENT, deploy=None, engine: str = "torch"
     return results
 
 
-def score_with_forward(forward: Forward, cohort_dir, out, force: bool = False,
-                       about: Optional[dict] = None, curve: Optional[TrainingCurve] = None,
-                       iteration: Optional[int] = None) -> dict:
+def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, force: bool = False,
+                       about: Optional[Dict[str, Any]] = None, curve: Optional[TrainingCurve] = None,
+                       iteration: Optional[int] = None) -> Dict[str, Any]:
     """The whole evaluation with any `forward` (image_hw -> output_hw) in place of
     a loaded snapshot; writes `out` atomically and returns results.json's
     content (NaN as NaN, not null) plus "out", the folder written.
@@ -143,6 +145,7 @@ def score_with_forward(forward: Forward, cohort_dir, out, force: bool = False,
             results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache))
         results = {"snapshot": None, "engine": None, **(about or {}), **results}
         if curve is not None:
+            assert iteration is not None, "a training curve needs this snapshot's iteration"
             latest = SnapshotScore(iteration, str(results["snapshot"]), results["threshold"],
                                    results["train"]["pixel"]["f1"], results["test"]["pixel"]["f1"])
             curve = TrainingCurve(curve.loss, [*curve.snapshots, latest])
@@ -151,7 +154,8 @@ def score_with_forward(forward: Forward, cohort_dir, out, force: bool = False,
     return {**results, "out": str(out)}
 
 
-def snapshot_f_measure(forward: Forward, cohort_dir, iteration: int, snapshot, cache_dir=None) -> SnapshotScore:
+def snapshot_f_measure(forward: Forward, cohort_dir: PathLike, iteration: int, snapshot: PathLike,
+                       cache_dir: Optional[PathLike] = None) -> SnapshotScore:
     """One point of the training curves (Fig. 5), without the figures and the
     report: the threshold with the best F on the full training scans (§3.3) and
     the pooled pixel F-measure on the training and the test scans at it, computed
@@ -166,7 +170,7 @@ def snapshot_f_measure(forward: Forward, cohort_dir, iteration: int, snapshot, c
                          pixel_metrics(_choice_counts(choice))["f1"], pixel_metrics(test["pooled"]["network"])["f1"])
 
 
-def save_probabilities(forward: Forward, cohort_dir, out_dir, force: bool = False,
+def save_probabilities(forward: Forward, cohort_dir: PathLike, out_dir: PathLike, force: bool = False,
                        patients: Optional[List[str]] = None) -> List[Path]:
     """The network's output on every slice of every patient (default: all of the
     cohort, train and test), one float32 NIfTI `<patient>.nii.gz` each, array
@@ -204,8 +208,9 @@ class TrainingPass:
     scans: int
 
 
-def _training_pass(forward: Forward, cohort_dir, patients: List[str], cache: Path) -> TrainingPass:
-    network, raw, cached, scans = SweepHistogram(), SweepHistogram(), {}, 0
+def _training_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], cache: Path) -> TrainingPass:
+    network, raw, scans = SweepHistogram(), SweepHistogram(), 0
+    cached: Dict[str, Path] = {}
     for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="training scans", unit="patient"):
         slices = list(forward_lesion_slices(scan, forward))
         if not slices:
@@ -225,7 +230,7 @@ def _training_pass(forward: Forward, cohort_dir, patients: List[str], cache: Pat
 
 def _best_threshold(train: TrainingPass, which: str) -> ThresholdChoice:
     """§3.3 over all training scans; pass 2 of the sweep re-reads the cache."""
-    def rescan():
+    def rescan() -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         for path in train.cached.values():
             with np.load(path) as cached:
                 yield cached[which], cached["truth_shw"]
@@ -233,7 +238,12 @@ def _best_threshold(train: TrainingPass, which: str) -> ThresholdChoice:
     return best_f_threshold_two_pass(histogram, rescan)
 
 
-def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
+Views = Dict[str, Tuple[LesionSlice, float]]   # "best", "worst" -> (slice, its F-measure)
+Curves = Dict[str, Tuple[SweepCurve, float]]   # label -> (precision-recall curve, chosen threshold)
+
+
+def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any],
+              cache: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Views, Curves]:
     train = _training_pass(forward, cohort_dir, split["train"], cache)
     chosen = {"network": _best_threshold(train, "output_shw"), "baseline": _best_threshold(train, "image_shw")}
     thresholds = {name: choice.threshold for name, choice in chosen.items()}
@@ -249,7 +259,7 @@ def _evaluate(forward: Forward, cohort_dir, split: dict, cache: Path):
     train_rows = _training_rows(train, thresholds["network"])
     test = _test_pass(forward, cohort_dir, split["test"], thresholds)
 
-    def split_results(pooled: PixelCounts, per_patient: List[dict]) -> dict:
+    def split_results(pooled: PixelCounts, per_patient: List[Dict[str, Any]]) -> Dict[str, Any]:
         return {"pixel": _pixel_record(pooled), "per_patient": mean_and_std(per_patient)}
 
     results = {
@@ -291,7 +301,7 @@ def _choice_counts(choice: ThresholdChoice) -> PixelCounts:
     return PixelCounts(choice.tp, choice.fp, choice.fn)
 
 
-def _training_rows(train: TrainingPass, threshold: float) -> List[dict]:
+def _training_rows(train: TrainingPass, threshold: float) -> List[Dict[str, Any]]:
     rows = []
     for patient, path in train.cached.items():
         with np.load(path) as cached:
@@ -300,8 +310,8 @@ def _training_rows(train: TrainingPass, threshold: float) -> List[dict]:
     return rows
 
 
-def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Dict[str, float],
-               lesions: bool = True) -> dict:
+def _test_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], thresholds: Dict[str, float],
+               lesions: bool = True) -> Dict[str, Any]:
     """Counts at each threshold, pooled and per patient, and the slices with the
     best and the worst F-measure at the network threshold (first of equals);
     lesion-wise counts unless `lesions` is False (the training curves skip them)."""
@@ -337,35 +347,36 @@ def _test_pass(forward: Forward, cohort_dir, patients: List[str], thresholds: Di
             for name in thresholds:
                 pooled[name] += patient[name]
             if lesions:
-                for rule, counts in all_rules(marked_shw, scan.mask_shw, scan.voxel_mm).items():
-                    by_rule.setdefault(rule, {})[scan.patient] = counts
+                for rule, lesion_counts in all_rules(marked_shw, scan.mask_shw, scan.voxel_mm).items():
+                    by_rule.setdefault(rule, {})[scan.patient] = lesion_counts
                 # §5 per slice: 8-connected components within each slice, as a
                 # reader outlining plaques slice by slice would count them.
-                for rule, counts in all_rules(marked_shw, scan.mask_shw, scan.voxel_mm, LESION_2D_CONNECTIVITY).items():
-                    by_rule_2d.setdefault(rule, {})[scan.patient] = counts
+                for rule, lesion_counts in all_rules(marked_shw, scan.mask_shw, scan.voxel_mm,
+                                                     LESION_2D_CONNECTIVITY).items():
+                    by_rule_2d.setdefault(rule, {})[scan.patient] = lesion_counts
     return {"pooled": pooled, "rows": rows, "baseline_rows": baseline_rows, "scans": scans,
             "best": best, "worst": worst, "lesions": by_rule, "lesions_2d": by_rule_2d}
 
 
-def _row(patient: str, split: str, slices: int, counts: PixelCounts) -> dict:
+def _row(patient: str, split: str, slices: int, counts: PixelCounts) -> Dict[str, Any]:
     return {"patient": patient, "split": split, "slices": slices, **pixel_metrics(counts),
             **dataclasses.asdict(counts)}
 
 
-def _pixel_record(counts: Optional[PixelCounts]) -> dict:
+def _pixel_record(counts: Optional[PixelCounts]) -> Dict[str, Any]:
     if counts is None:
         return {"precision": None, "recall": None, "f1": None}
     return {**pixel_metrics(counts), **dataclasses.asdict(counts)}
 
 
-def _slice_record(view) -> dict:
+def _slice_record(view: Tuple[LesionSlice, float]) -> Dict[str, Any]:
     s, f1 = view
     return {"patient": s.patient, "slice": s.index, "f1": f1}
 
 
 # --- checks ----------------------------------------------------------------
 
-def _check_split(cohort_dir) -> dict:
+def _check_split(cohort_dir: PathLike) -> Dict[str, Any]:
     split = read_split(cohort_dir)
     for side, name in (("train", "training"), ("test", "test")):
         if not split[side]:
@@ -373,7 +384,7 @@ def _check_split(cohort_dir) -> dict:
     return split
 
 
-def _check_test_has_lesions(cohort_dir, patients: List[str]) -> None:
+def _check_test_has_lesions(cohort_dir: PathLike, patients: List[str]) -> None:
     # Cheap before the long training pass: masks only, no network.
     if not any(len(lesion_slices(mask_shw)) for _, mask_shw in iter_masks(cohort_dir, patients)):
         raise InputError(cohort_file(cohort_dir), "no test slice contains a plaque (§4.1 scores only those)")
@@ -381,7 +392,7 @@ def _check_test_has_lesions(cohort_dir, patients: List[str]) -> None:
 
 # --- writing ---------------------------------------------------------------
 
-def _write_score_dir(out: Path, results: dict, rows: List[dict], views: dict, curves: dict,
+def _write_score_dir(out: Path, results: Dict[str, Any], rows: List[Dict[str, Any]], views: Views, curves: Curves,
                      training_curve: Optional[TrainingCurve] = None) -> None:
     (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2) + "\n")
     lesion = {**{f"lesion_{rule}": r for rule, r in (results["test"].get("lesion") or {}).items()},
@@ -396,7 +407,7 @@ def _write_score_dir(out: Path, results: dict, rows: List[dict], views: dict, cu
 LESION_COLUMNS = ("sensitivity", "precision", "f1")
 
 
-def _write_per_patient(path: Path, rows: List[dict], lesion: Dict[str, dict]) -> None:
+def _write_per_patient(path: Path, rows: List[Dict[str, Any]], lesion: Dict[str, Dict[str, Any]]) -> None:
     """Pixel metrics per patient; for test patients also the lesion-wise
     metrics, `lesion` = {column prefix: lesion_summary}, e.g. lesion_<rule> (3D)
     and lesion_2d_<rule> (columns <prefix>_<metric>, empty for training rows)."""
@@ -415,7 +426,7 @@ def _write_per_patient(path: Path, rows: List[dict], lesion: Dict[str, dict]) ->
             writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
 
 
-def _write_training_curves(out: Path, curve: TrainingCurve) -> tuple:
+def _write_training_curves(out: Path, curve: TrainingCurve) -> Tuple[str, Path]:
     """curves.csv and curves.png (Fig. 5); returns the report's (caption, path)."""
     write_curves_csv(out / "curves.csv", curve.snapshots)
     loss = curve.loss
@@ -430,7 +441,7 @@ def _write_training_curves(out: Path, curve: TrainingCurve) -> tuple:
             "snapshot; dashed: training scans).", path)
 
 
-def _write_figures(out: Path, results: dict, views: dict, curves: dict) -> list:
+def _write_figures(out: Path, results: Dict[str, Any], views: Views, curves: Curves) -> List[Tuple[str, Path]]:
     """Figures as PNG files; returns (caption, path) pairs for the report."""
     t = results["threshold"]
     figures = []
@@ -454,7 +465,7 @@ def _write_figures(out: Path, results: dict, views: dict, curves: dict) -> list:
     return figures
 
 
-def _curve_points(curves: dict, points: int = 2000) -> dict:
+def _curve_points(curves: Curves, points: int = 2000) -> Dict[str, Dict[str, Any]]:
     """Each curve (exact counts at thresholds 2^-11 apart, relatively, plus the
     chosen one) thinned to about `points` thresholds for drawing."""
     drawn = {}
@@ -466,7 +477,7 @@ def _curve_points(curves: dict, points: int = 2000) -> dict:
     return drawn
 
 
-def _json_safe(value):
+def _json_safe(value: Any) -> Any:
     """NaN -> null (JSON has no NaN), numpy scalars -> Python numbers."""
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}

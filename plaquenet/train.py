@@ -15,18 +15,20 @@ iterations are timed (`engines.run.estimate_line`).
 
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 from .caffe.prototxt import read_solver
 from .engines import get_engine
 from .engines.run import TrainResult
 from .errors import InputError
+from .typing import PathLike
 
 RUN_FILES = ("train.log", "train.csv")
 
 
-def train(solver, engine: str = "torch", weights=None, snapshot=None, device: str = "cpu", force: bool = False,
-          on_estimate: Optional[Callable[[str], None]] = None, **options) -> TrainResult:
+def train(solver: PathLike, engine: str = "torch", weights: Optional[PathLike] = None,
+          snapshot: Optional[PathLike] = None, device: str = "cpu", force: bool = False,
+          on_estimate: Optional[Callable[[str], None]] = None, **options: Any) -> TrainResult:
     """Train with `engine` ("torch" or "caffe"); see the module docstring.
     `on_estimate` gets the time estimate (default: printed to stderr);
     `options` go to the engine (torch: conv, channels_last)."""

@@ -15,6 +15,7 @@ descriptor's, i.e. Caffe's, either way."""
 import importlib.util
 import sys
 import types
+from typing import TYPE_CHECKING
 
 
 def descriptor_module(serialized: bytes, name: str) -> types.ModuleType:
@@ -34,10 +35,10 @@ def descriptor_module(serialized: bytes, name: str) -> types.ModuleType:
     if hasattr(message_factory, "GetMessageClass"):       # protobuf >= 4.22
         message_class = message_factory.GetMessageClass
     else:                                                 # protobuf 3.x
-        message_class = message_factory.MessageFactory(pool).GetPrototype
+        message_class = message_factory.MessageFactory(pool).GetPrototype  # type: ignore[attr-defined]
 
     module = types.ModuleType(name, "Message classes built from the descriptor embedded in caffe_pb2.py.")
-    module.DESCRIPTOR = file
+    setattr(module, "DESCRIPTOR", file)
     for message_name, message in file.message_types_by_name.items():
         setattr(module, message_name, message_class(message))
     for enum_name, enum in file.enum_types_by_name.items():
@@ -47,7 +48,7 @@ def descriptor_module(serialized: bytes, name: str) -> types.ModuleType:
     return module
 
 
-def _load_caffe_pb2():
+def _load_caffe_pb2() -> types.ModuleType:
     name = __name__ + ".caffe_pb2"
     if importlib.util.find_spec("google.protobuf.internal.builder") is not None:
         return importlib.import_module(name)
@@ -58,4 +59,9 @@ def _load_caffe_pb2():
     return module
 
 
-caffe_pb2 = _load_caffe_pb2()
+if TYPE_CHECKING:
+    # mypy reads the message classes from caffe_pb2.pyi, which `make proto`
+    # writes beside caffe_pb2.py (protoc --pyi_out).
+    from . import caffe_pb2
+else:
+    caffe_pb2 = _load_caffe_pb2()

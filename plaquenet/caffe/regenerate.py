@@ -23,10 +23,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Union
+
+from ..typing import PathLike
+
+if TYPE_CHECKING:
+    from google.protobuf import descriptor_pb2
 
 HERE = Path(__file__).resolve().parent
 PROTO = HERE / "caffe.proto"
 PB2 = HERE / "caffe_pb2.py"
+PYI = HERE / "caffe_pb2.pyi"  # the message classes' types, for mypy
 STAMP = HERE / "caffe_pb2.sha256"
 ROOT = HERE.parent.parent  # protoc runs from here so the module is plaquenet.caffe.caffe_pb2
 PROTO_REL = PROTO.relative_to(ROOT).as_posix()
@@ -46,13 +53,14 @@ def protoc_version() -> str:
 
 
 def generate(out_root: Path) -> Path:
-    """protoc --python_out=out_root; returns the generated caffe_pb2.py."""
-    subprocess.run([protoc(), f"--proto_path={ROOT}", f"--python_out={out_root}", PROTO_REL],
-                   check=True)
+    """protoc --python_out=out_root --pyi_out=out_root; returns the generated
+    caffe_pb2.py (its stub caffe_pb2.pyi beside it)."""
+    subprocess.run([protoc(), f"--proto_path={ROOT}", f"--python_out={out_root}", f"--pyi_out={out_root}",
+                    PROTO_REL], check=True)
     return Path(out_root) / PROTO_REL.replace(".proto", "_pb2.py")
 
 
-def embedded_descriptor(pb2_path) -> bytes:
+def embedded_descriptor(pb2_path: PathLike) -> bytes:
     """The serialized FileDescriptorProto literal inside a generated *_pb2.py
     (read from the source: the runtime's own copy is re-serialized by upb)."""
     source = Path(pb2_path).read_text()
@@ -68,13 +76,13 @@ def sha256(data: bytes) -> str:
 
 def stamp_text(version: str) -> str:
     return ("# written by `make proto` (python -m plaquenet.caffe.regenerate); "
-            "checked by tests/unit/test_caffe_proto.py\n"
+            "checked by tests/unit/caffe/test_regenerate.py\n"
             f"caffe.proto {sha256(PROTO.read_bytes())}\n"
             f"descriptor {sha256(embedded_descriptor(PB2))}\n"
             f"protoc {version}\n")
 
 
-def read_stamp() -> dict:
+def read_stamp() -> Dict[str, str]:
     fields = {}
     for line in STAMP.read_text().splitlines():
         if line and not line.startswith("#"):
@@ -83,16 +91,18 @@ def read_stamp() -> dict:
     return fields
 
 
-def regenerate():
+def regenerate() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copyfile(generate(Path(tmp)), PB2)
+        pb2 = generate(Path(tmp))
+        shutil.copyfile(pb2, PB2)
+        shutil.copyfile(pb2.with_suffix(".pyi"), PYI)
     STAMP.write_text(stamp_text(protoc_version()))
-    print(f"wrote {PB2.relative_to(ROOT)} and {STAMP.relative_to(ROOT)} ({protoc_version()})")
+    print(f"wrote {PB2.relative_to(ROOT)}, {PYI.name} and {STAMP.relative_to(ROOT)} ({protoc_version()})")
 
 
 # --- comparison with BVLC's caffe.proto --------------------------------------
 
-def _descriptor_of(proto_path: Path):
+def _descriptor_of(proto_path: Path) -> "descriptor_pb2.FileDescriptorProto":
     from google.protobuf import descriptor_pb2
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +113,8 @@ def _descriptor_of(proto_path: Path):
     return files.file[0]
 
 
-def _messages(container, prefix=""):
+def _messages(container: Union["descriptor_pb2.FileDescriptorProto", "descriptor_pb2.DescriptorProto"],
+              prefix: str = "") -> Dict[str, "descriptor_pb2.DescriptorProto"]:
     found = {}
     for m in getattr(container, "message_type", None) or getattr(container, "nested_type", []):
         found[prefix + m.name] = m
@@ -111,14 +122,14 @@ def _messages(container, prefix=""):
     return found
 
 
-def _enums(file):
+def _enums(file: "descriptor_pb2.FileDescriptorProto") -> Dict[str, "descriptor_pb2.EnumDescriptorProto"]:
     found = {e.name: e for e in file.enum_type}
     for name, m in _messages(file).items():
         found.update({f"{name}.{e.name}": e for e in m.enum_type})
     return found
 
 
-def compare_with(original: Path) -> int:
+def compare_with(original: PathLike) -> int:
     """Differences between our subset and Caffe's caffe.proto; returns their count."""
     ours, theirs = _descriptor_of(PROTO), _descriptor_of(Path(original).resolve())
     their_messages, problems = _messages(theirs), []
@@ -153,7 +164,7 @@ def compare_with(original: Path) -> int:
     return len(problems)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare-with", type=Path, metavar="CAFFE_PROTO",
                         help="only compare our subset with this caffe.proto")

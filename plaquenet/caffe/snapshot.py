@@ -11,19 +11,25 @@ Both are written atomically; a file that does not parse is an InputError.
 supported yet.)"""
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import numpy as np
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..typing import PathLike
 from . import caffe_pb2
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike   # numpy >= 1.20; pycaffe's bullseye has 1.19
+
+M = TypeVar("M", bound=Message)
 
 
 # --- blobs -----------------------------------------------------------------
 
-def blob_proto(array) -> "caffe_pb2.BlobProto":
+def blob_proto(array: "ArrayLike") -> "caffe_pb2.BlobProto":
     """A BlobProto holding `array` as float32 `data` with its `shape`, as
     Caffe's Blob::ToProto writes it."""
     array = np.asarray(array, dtype=np.float32)
@@ -33,14 +39,14 @@ def blob_proto(array) -> "caffe_pb2.BlobProto":
     return blob
 
 
-def blob_shape(blob) -> tuple:
+def blob_shape(blob: "caffe_pb2.BlobProto") -> Tuple[int, ...]:
     """A BlobProto's shape: `shape.dim`, or the legacy 4-D num/channels/height/width."""
     if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
         return (blob.num, blob.channels, blob.height, blob.width)
     return tuple(blob.shape.dim)
 
 
-def blob_array(blob, where="blob") -> np.ndarray:
+def blob_array(blob: "caffe_pb2.BlobProto", where: str = "blob") -> np.ndarray:
     """A BlobProto's values as a float32 array of its shape (from `data`, or
     from `double_data` when that is what it holds)."""
     shape = blob_shape(blob)
@@ -53,7 +59,7 @@ def blob_array(blob, where="blob") -> np.ndarray:
 
 # --- binary protos ---------------------------------------------------------
 
-def read_binary_proto(path, message_type):
+def read_binary_proto(path: PathLike, message_type: Type[M]) -> M:
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -66,14 +72,14 @@ def read_binary_proto(path, message_type):
                                f"(corrupt or truncated: {e})") from None
 
 
-def write_binary_proto(path, message):
+def write_binary_proto(path: PathLike, message: Message) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(message.SerializeToString())
 
 
 # --- .caffemodel -----------------------------------------------------------
 
-def read_caffemodel(path) -> "caffe_pb2.NetParameter":
+def read_caffemodel(path: PathLike) -> "caffe_pb2.NetParameter":
     """The NetParameter of a binary .caffemodel; InputError if it is corrupt
     or holds no layer."""
     if str(path).endswith(".h5"):
@@ -84,7 +90,7 @@ def read_caffemodel(path) -> "caffe_pb2.NetParameter":
     return net
 
 
-def caffemodel_weights(net) -> Dict[str, List[np.ndarray]]:
+def caffemodel_weights(net: "caffe_pb2.NetParameter") -> Dict[str, List[np.ndarray]]:
     """Layer name -> its blobs as float32 arrays, for layers that have blobs."""
     weights = {}
     for layer in net.layer:
@@ -94,12 +100,13 @@ def caffemodel_weights(net) -> Dict[str, List[np.ndarray]]:
     return weights
 
 
-def write_caffemodel(path, net):
+def write_caffemodel(path: PathLike, net: "caffe_pb2.NetParameter") -> None:
     """Write a NetParameter (layers with their blobs) as a binary .caffemodel."""
     write_binary_proto(path, net)
 
 
-def weights_net(weights: Dict[str, Sequence], types: Dict[str, str] = None, name=""):
+def weights_net(weights: Dict[str, Sequence["ArrayLike"]], types: Optional[Dict[str, str]] = None,
+                name: str = "") -> "caffe_pb2.NetParameter":
     """A minimal NetParameter from layer name -> arrays (and name -> type)."""
     net = caffe_pb2.NetParameter(name=name)
     for layer_name, blobs in weights.items():
@@ -110,7 +117,7 @@ def weights_net(weights: Dict[str, Sequence], types: Dict[str, str] = None, name
 
 # --- .solverstate ----------------------------------------------------------
 
-def read_solverstate(path) -> "caffe_pb2.SolverState":
+def read_solverstate(path: PathLike) -> "caffe_pb2.SolverState":
     if str(path).endswith(".h5"):
         raise InputError(path, "HDF5 solver states (.solverstate.h5) are not supported yet")
     state = read_binary_proto(path, caffe_pb2.SolverState)
@@ -119,7 +126,8 @@ def read_solverstate(path) -> "caffe_pb2.SolverState":
     return state
 
 
-def write_solverstate(path, iter: int, learned_net: str, history: Sequence, current_step: int = 0):
+def write_solverstate(path: PathLike, iter: int, learned_net: PathLike, history: Sequence["ArrayLike"],
+                      current_step: int = 0) -> None:
     """Write a SolverState: iterations done, the .caffemodel written with it,
     the solver history blobs (arrays) and multistep's current step."""
     state = caffe_pb2.SolverState(iter=iter, learned_net=str(learned_net),

@@ -18,11 +18,12 @@ one that this engine cannot use here, in one line.
 """
 
 import re
-from typing import Callable, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
 from ..errors import InputError
+from ..typing import PathLike
 from .run import TrainResult
 
 ENGINES = ("torch", "caffe")
@@ -32,11 +33,14 @@ Forward = Callable[[np.ndarray], np.ndarray]   # one slice float32 (H, W) -> net
 class Engine(Protocol):
     name: str
 
-    def train(self, solver, weights=None, snapshot=None, device: str = "cpu") -> TrainResult:
+    def train(self, solver: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
+              device: str = "cpu", on_estimate: Optional[Callable[[str], None]] = None,
+              **options: Any) -> TrainResult:
         """`caffe train --solver=S [--weights=W | --snapshot=S]`; snapshots and
-        train.log in the folder of the solver's snapshot_prefix."""
+        train.log in the folder of the solver's snapshot_prefix. `on_estimate`
+        gets the time the schedule will take; `options` are the engine's own."""
 
-    def load_deploy(self, deploy, snapshot, device: str = "cpu") -> Forward:
+    def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
         """forward(image_hw) through the deploy net with the snapshot's weights."""
 
     def check_device(self, device: str) -> str:
@@ -76,7 +80,7 @@ def device_index(device: str) -> int:
     return int(device.split(":")[1])
 
 
-def checked(forward: Forward, snapshot) -> Forward:
+def checked(forward: Forward, snapshot: PathLike) -> Forward:
     """`forward` whose output is checked to be finite: a diverged snapshot's NaN
     would corrupt the threshold sweep's order (InputError naming the snapshot)."""
     def checked_forward(image_hw: np.ndarray) -> np.ndarray:

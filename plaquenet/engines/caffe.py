@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -26,9 +26,13 @@ from ..caffe.prototxt import read_net, read_solver
 from ..caffe.snapshot import blob_shape, read_caffemodel
 from ..errors import InputError
 from ..caffe.log import caffe_log_losses
+from ..typing import PathLike
 from . import Forward, device_index, parse_device
 from .run import TrainResult, estimate_line, prepare_run_dir
 from .snapshots import SNAPSHOT_NAME
+
+if TYPE_CHECKING:
+    from ..caffe import caffe_pb2
 
 # Caffe 1.0 solver.cpp: "Snapshotting to binary proto file X" (and "... HDF5 file X").
 SNAPSHOT_LINE = re.compile(r"Snapshotting to (?:binary proto|HDF5) file (\S+)")
@@ -52,14 +56,19 @@ class CaffeEngine:
                                          f"use --device cpu")
         return canonical
 
-    def train(self, solver, weights=None, snapshot=None, device: str = "cpu", **options) -> TrainResult:
-        return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device), **options)
+    def train(self, solver: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
+              device: str = "cpu", on_estimate: Optional[Callable[[str], None]] = None,
+              **options: Any) -> TrainResult:
+        """`options`: caffe_bin."""
+        return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device),
+                     on_estimate=on_estimate, **options)
 
-    def load_deploy(self, deploy, snapshot, device: str = "cpu") -> Forward:
+    def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
         return load_deploy(deploy, snapshot, device=self.check_device(device))
 
 
-def train(solver_path, weights=None, snapshot=None, device="cpu", caffe_bin: str = "caffe",
+def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
+          device: str = "cpu", caffe_bin: str = "caffe",
           on_estimate: Optional[Callable[[str], None]] = None) -> TrainResult:
     """Run `caffe train --solver=S [--weights=W | --snapshot=S] [--gpu=N]` in the
     working directory (paths in the solver are relative to it, as always);
@@ -90,7 +99,7 @@ def train(solver_path, weights=None, snapshot=None, device="cpu", caffe_bin: str
     return _result(run_dir, lines, time.perf_counter() - started)
 
 
-def load_deploy(deploy_prototxt, caffemodel, device="cpu") -> Forward:
+def load_deploy(deploy_prototxt: PathLike, caffemodel: PathLike, device: str = "cpu") -> Forward:
     """forward(image_hw float32 (H, W)) -> float32 (H, W) through pycaffe: the
     deploy net's single output for one slice of any size (the Input is
     reshaped to each slice). The weights are checked against the net first
@@ -125,7 +134,7 @@ def load_deploy(deploy_prototxt, caffemodel, device="cpu") -> Forward:
         blob.data[0, 0] = image_hw
         return np.array(net.forward()[output][0, 0], dtype=np.float32, copy=True)
 
-    forward.net = net
+    forward.net = net  # type: ignore[attr-defined]
     return forward
 
 
@@ -135,15 +144,16 @@ class _Lines(list):
     returncode = 0
 
 
-def _rate_watcher(max_iter: int, device: str, report) -> Callable[[str], None]:
+def _rate_watcher(max_iter: int, device: str, report: Optional[Callable[[str], None]]) -> Callable[[str], None]:
     """Reports `estimate_line` once, at the first `Iteration N (X iter/s, ...)` line
     after iteration 0 (Caffe's own timing of its display interval)."""
-    state = {"report": report}
+    state: Dict[str, Optional[Callable[[str], None]]] = {"report": report}
 
     def watch(line: str) -> None:
-        m = RATE_LINE.search(line) if state["report"] else None
-        if m and int(m.group(1)) > 0 and float(m.group(2)) > 0:
-            state["report"](estimate_line(1 / float(m.group(2)), max_iter - int(m.group(1)), device))
+        report = state["report"]
+        m = RATE_LINE.search(line) if report else None
+        if report and m and int(m.group(1)) > 0 and float(m.group(2)) > 0:
+            report(estimate_line(1 / float(m.group(2)), max_iter - int(m.group(1)), device))
             state["report"] = None
     return watch
 
@@ -157,6 +167,7 @@ def _run_teed(command: List[str], log_path: Path, append: bool,
     lines = _Lines()
     with open(log_path, "a" if append else "w", buffering=1) as log:
         process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True, errors="replace")
+        assert process.stderr is not None  # stderr=PIPE
         try:
             for line in process.stderr:
                 log.write(line)
@@ -175,18 +186,19 @@ def _result(run_dir: Path, lines: List[str], seconds: float) -> TrainResult:
     models = [s for s in snapshots if SNAPSHOT_NAME.search(s)]
     last = Path(models[-1]) if models else None
     losses = caffe_log_losses(lines)
-    iterations = int(SNAPSHOT_NAME.search(models[-1]).group(1)) if models else 0
+    last_model = SNAPSHOT_NAME.search(models[-1]) if models else None
+    iterations = int(last_model.group(1)) if last_model else 0
     if losses:
         iterations = max(iterations, losses[-1][0])
     return TrainResult(run_dir, last, iterations, losses[-1][1] if losses else None, seconds)
 
 
-def _device_flags(device) -> List[str]:
+def _device_flags(device: str) -> List[str]:
     device = parse_device(device)
     return [] if device == "cpu" else [f"--gpu={device_index(device)}"]
 
 
-def _import_pycaffe():
+def _import_pycaffe() -> Any:
     os.environ.setdefault("GLOG_minloglevel", "2")   # before glog starts: no per-layer INFO lines
     try:
         import caffe
@@ -196,7 +208,7 @@ def _import_pycaffe():
     return caffe
 
 
-def _check_weights(net, model, caffemodel) -> None:
+def _check_weights(net: Any, model: "caffe_pb2.NetParameter", caffemodel: PathLike) -> None:
     saved = {layer.name: layer.blobs for layer in model.layer if layer.blobs}
     for name, blobs in net.params.items():
         if name not in saved:

@@ -10,10 +10,14 @@ before long runs, and the result record.
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from ..errors import InputError
+from ..typing import PathLike
 from .snapshots import deploy_beside
+
+if TYPE_CHECKING:
+    from ..caffe import caffe_pb2
 
 
 @dataclass
@@ -24,13 +28,14 @@ class TrainResult:
     final_loss: Optional[float]        # smoothed loss of the last iteration run
     seconds: float                     # wall time of this call
 
-    def __str__(self):
+    def __str__(self) -> str:
         loss = "n/a" if self.final_loss is None else f"{self.final_loss:.6g}"
         return (f"trained to iteration {self.iterations} in {self.seconds:.0f} s, final loss {loss}; "
                 f"run {self.run_dir}, last snapshot {self.last_snapshot}")
 
 
-def train_net(param, solver_path):
+def train_net(param: "caffe_pb2.SolverParameter",
+              solver_path: PathLike) -> Tuple["caffe_pb2.NetParameter", Optional[Path]]:
     """(NetParameter, file or None) of the one train net the solver names."""
     from ..caffe.prototxt import read_net
 
@@ -44,7 +49,7 @@ def train_net(param, solver_path):
     return getattr(param, given[0]), None
 
 
-def prepare_run_dir(param, solver_path) -> Tuple[Path, Optional[Path]]:
+def prepare_run_dir(param: "caffe_pb2.SolverParameter", solver_path: PathLike) -> Tuple[Path, Optional[Path]]:
     """Create the run folder (the folder of `snapshot_prefix`) and copy the
     solver, its train net file and that net's deploy net (`deploy_beside`:
     score and segment then find it from any working directory) into it;
@@ -74,7 +79,7 @@ def estimate_line(seconds_per_iter: float, remaining: int, device: str) -> str:
             f"for the remaining {remaining:,} iterations{advice}")
 
 
-def copy_into(path, run_dir):
+def copy_into(path: PathLike, run_dir: PathLike) -> None:
     path, target = Path(path), Path(run_dir) / Path(path).name
     if not target.exists() or not target.samefile(path):
         shutil.copyfile(path, target)

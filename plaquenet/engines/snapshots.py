@@ -14,12 +14,13 @@ from typing import List, Optional, Tuple
 
 from .. import paths
 from ..errors import InputError
+from ..typing import PathLike
 
 SNAPSHOT_NAME = re.compile(r"_iter_(\d+)\.caffemodel$")
 DEPLOY_GLOB = "*deploy*.prototxt"
 
 
-def snapshots_by_iteration(run_dir) -> List[Tuple[int, Path]]:
+def snapshots_by_iteration(run_dir: PathLike) -> List[Tuple[int, Path]]:
     """(N, path) of every `*_iter_<N>.caffemodel` in `run_dir`, by N (not name
     order: iter_200 before iter_1000); InputError when there is none."""
     run_dir = Path(run_dir)
@@ -32,7 +33,7 @@ def snapshots_by_iteration(run_dir) -> List[Tuple[int, Path]]:
     return [(n, p) for n, _, p in found]
 
 
-def latest_snapshot(path) -> Path:
+def latest_snapshot(path: PathLike) -> Path:
     """`path` if it is a .caffemodel; for a run folder its `*_iter_<N>.caffemodel`
     with the largest N (iteration number, not name order: iter_1000 > iter_200)."""
     path = Path(path)
@@ -45,7 +46,7 @@ def latest_snapshot(path) -> Path:
     raise InputError(path, "no such snapshot file or run folder")
 
 
-def find_deploy(snapshot: Path, deploy: Optional[Path] = None) -> Path:
+def find_deploy(snapshot: PathLike, deploy: Optional[PathLike] = None) -> Path:
     """The deploy prototxt to load `snapshot` with: `deploy` when given; else
     the copy `train` put in the snapshot's run folder; else `prototxt/plaquenet_deploy.prototxt`
     of the working directory, then of this source checkout. Works from any
@@ -65,7 +66,7 @@ def find_deploy(snapshot: Path, deploy: Optional[Path] = None) -> Path:
     raise InputError(snapshot, f"no deploy net found (none in its run folder, no {paths.DEPLOY}): give --deploy")
 
 
-def deploy_beside(net_file: Path) -> Optional[Path]:
+def deploy_beside(net_file: PathLike) -> Optional[Path]:
     """The deploy net that belongs to a train net: the same name with `train`
     replaced by `deploy`, in the same folder (prototxt/plaquenet_train.prototxt ->
     prototxt/plaquenet_deploy.prototxt); None when there is none."""

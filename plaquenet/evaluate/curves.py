@@ -24,6 +24,7 @@ import numpy as np
 
 from ..caffe.log import caffe_log_losses
 from ..errors import InputError
+from ..typing import PathLike
 
 
 @dataclasses.dataclass
@@ -44,7 +45,7 @@ class SnapshotScore:
     test_f1: float  # pooled pixel F-measure on the test scans at `threshold`
 
 
-def read_training_loss(run_dir) -> Optional[LossCurve]:
+def read_training_loss(run_dir: PathLike) -> Optional[LossCurve]:
     """The smoothed training loss per iteration from RUN_DIR/train.csv, else
     RUN_DIR/train.log (Caffe's format). An iteration logged twice (a resumed
     run, Caffe's final line) keeps its last value. None when neither file is
@@ -90,7 +91,7 @@ class TrainingCurve:
 CURVE_COLUMNS = ["iteration", "snapshot", "threshold", "train_f1", "test_f1"]
 
 
-def write_curves_csv(path, scores: List[SnapshotScore]) -> Path:
+def write_curves_csv(path: PathLike, scores: List[SnapshotScore]) -> Path:
     """One row per snapshot, in iteration order; an undefined F-measure is empty."""
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
 import h5py
 import numpy as np
@@ -21,7 +21,11 @@ from ..cohort import Scan, normalise_intensity
 from ..engines import Forward
 from ..errors import InputError
 from ..progress import progress
+from ..typing import PathLike
 from .sweep import SweepHistogram, best_f_threshold_two_pass
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 
@@ -69,7 +73,7 @@ def forward_volume(flair_shw: np.ndarray, forward: Forward) -> np.ndarray:
     return output_shw
 
 
-def training_tile_files(cohort_dir) -> List[Path]:
+def training_tile_files(cohort_dir: PathLike) -> List[Path]:
     """The HDF5 tile files of the training set: those listed in
     COHORT/tiles/train.txt (Caffe's HDF5Data source; a line is found as written,
     else by its name in the tiles folder), or COHORT/tiles/train*.h5; [] if none."""
@@ -91,7 +95,7 @@ def training_tile_files(cohort_dir) -> List[Path]:
 
 
 def threshold_from_tiles(files: List[Path], forward: Forward, batch: int = 256,
-                         cache_dir=None) -> Optional[float]:
+                         cache_dir: Optional[PathLike] = None) -> Optional[float]:
     """§4.3, the variant the paper tried first and dropped: the threshold with
     the best pooled F-measure over the network output on the training tiles
     (not the full scans). None when the tiles hold no lesion pixel.
@@ -114,7 +118,7 @@ def threshold_from_tiles(files: List[Path], forward: Forward, batch: int = 256,
         if not histogram.counts[:, 1].any():
             return None
 
-        def rescan():
+        def rescan() -> Iterator[Tuple[np.ndarray, np.ndarray]]:
             for path, output_path in zip(files, cached):
                 outputs = np.load(output_path, mmap_mode="r")
                 with h5py.File(path, "r") as f:
@@ -127,7 +131,7 @@ def threshold_from_tiles(files: List[Path], forward: Forward, batch: int = 256,
 
 
 def _forward_tile_file(path: Path, output_path: Path, forward: Forward, batch: int,
-                       histogram: SweepHistogram, bar) -> None:
+                       histogram: SweepHistogram, bar: "tqdm[Any]") -> None:
     """Pass 1 over one tile file: each tile's output counted into `histogram`
     and written to `output_path`, float32 (N, h, w)."""
     with h5py.File(path, "r") as f:
@@ -144,12 +148,12 @@ def _forward_tile_file(path: Path, output_path: Path, forward: Forward, batch: i
         del outputs
 
 
-def count_tiles(path) -> int:
+def count_tiles(path: PathLike) -> int:
     """Number of tiles in a Caffe HDF5Data file; InputError unless it holds
     `data` and `label` of the same shape (N, 1, h, w)."""
     try:
         with h5py.File(path, "r") as f:
-            shapes = [f[name].shape if name in f else None for name in ("data", "label")]
+            shapes: List[Any] = [f[name].shape if name in f else None for name in ("data", "label")]
     except OSError as e:
         raise InputError(path, f"not a readable HDF5 file ({e})") from None
     if None in shapes or shapes[0] != shapes[1] or len(shapes[0]) != 4 or shapes[0][1] != 1:

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -194,12 +194,12 @@ def _volume_summary(volumes: Sequence[float]) -> Dict[str, float]:
             "median": float(np.median(volumes)) if volumes else math.nan}
 
 
-def lesion_summary(per_patient: Dict[str, LesionCounts]) -> dict:
+def lesion_summary(per_patient: Dict[str, LesionCounts]) -> Dict[str, Any]:
     """{patient: counts} -> pooled metrics and counts, reference lesion volumes
     (mm^3: all, detected, missed), per-patient mean/std/n, and each patient's row."""
     pooled = sum(per_patient.values(), LesionCounts())
     rows = {patient: lesion_metrics(c) for patient, c in per_patient.items()}
-    spread = {}
+    spread: Dict[str, Dict[str, float]] = {}
     for name in ("sensitivity", "precision", "f1"):
         values = np.array([r[name] for r in rows.values()], dtype=np.float64)
         values = values[~np.isnan(values)]
@@ -221,12 +221,13 @@ def _count_record(c: LesionCounts) -> Dict[str, int]:
             "missed": c.missed, "true_automatic": c.true_automatic, "false_positives": c.false_positives}
 
 
-def lesion_summaries(per_patient: Dict[str, Dict[str, LesionCounts]]) -> Dict[str, dict]:
+def lesion_summaries(per_patient: Dict[str, Dict[str, LesionCounts]]) -> Dict[str, Dict[str, Any]]:
     """{rule: {patient: counts}} -> {rule: lesion_summary}."""
     return {rule: lesion_summary(counts) for rule, counts in per_patient.items()}
 
 
-def all_rules(pred_shw, truth_shw, voxel_mm, connectivity: Optional[int] = None) -> Dict[str, LesionCounts]:
+def all_rules(pred_shw: np.ndarray, truth_shw: np.ndarray, voxel_mm: Sequence[float],
+              connectivity: Optional[int] = None) -> Dict[str, LesionCounts]:
     """lesion_detection under each rule with its defaults; `connectivity`, when
     given, replaces each rule's own (e.g. 8: components per slice, in 2D)."""
     return {rule: lesion_detection(pred_shw, truth_shw, voxel_mm, rule, connectivity) for rule in RULES}

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from fractions import Fraction
-from typing import Callable, Iterable, Tuple
+from typing import Callable, Iterable, List, Tuple
 
 import numpy as np
 
@@ -127,7 +127,7 @@ class TablePool:
 
     min_pending: int = 1 << 20
     merged: ValueTable = dataclasses.field(default_factory=lambda: empty_table())
-    pending: list = dataclasses.field(default_factory=list)
+    pending: List[ValueTable] = dataclasses.field(default_factory=list)
     pending_len: int = 0
 
     def add(self, table: ValueTable) -> None:
@@ -188,7 +188,7 @@ def best_f_threshold(table: ValueTable) -> float:
     return float(table.values[_best_index(curve.tp, curve.fp, int(table.positives.sum()))])
 
 
-def counts_at(table: ValueTable, threshold: float) -> tuple:
+def counts_at(table: ValueTable, threshold: float) -> Tuple[int, int, int]:
     """(TP, FP, FN) of "lesion where p >= threshold" over the pixels of `table`."""
     above = table.values >= threshold
     tp = int(table.positives[above].sum())
@@ -245,7 +245,7 @@ def key_values(keys: np.ndarray) -> np.ndarray:
     return bits.astype(np.uint32).view(np.float32)
 
 
-def _keys_and_truth(output, truth) -> Tuple[np.ndarray, np.ndarray]:
+def _keys_and_truth(output: np.ndarray, truth: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Flat order keys and flat lesion flags (uint8 0/1), shapes checked."""
     output = np.asarray(output)
     truth = np.asarray(truth)
@@ -326,9 +326,10 @@ def _bin_edges(histogram: SweepHistogram) -> _BinEdges:
     return _BinEdges(bins, positives, negatives, tp, fp, int(tp[0]) if len(tp) else 0)
 
 
-def best_f_threshold_two_pass(histogram: SweepHistogram,
-                              rescan: Callable[[], Iterable[Tuple[np.ndarray, np.ndarray]]],
-                              max_bins: int = 128) -> ThresholdChoice:
+Rescan = Callable[[], Iterable[Tuple[np.ndarray, np.ndarray]]]   # a fresh pass over the (output, truth) pairs
+
+
+def best_f_threshold_two_pass(histogram: SweepHistogram, rescan: Rescan, max_bins: int = 128) -> ThresholdChoice:
     """`best_f_threshold` over the pixels counted in `histogram`, in constant memory.
 
     rescan() must give a fresh iterable of the same (output, truth) pairs that
@@ -359,16 +360,17 @@ def best_f_threshold_two_pass(histogram: SweepHistogram,
             best_f1, best = f1, choice
         open_ = open_[max_bins:]
         open_ = open_[bound[open_] >= float(best_f1)]
+    assert best is not None  # the bin of the best edge F holds lesion pixels: open_ started non-empty
     return best
 
 
-def _best_in_bins(edges: _BinEdges, which: np.ndarray, rescan) -> Tuple[Fraction, ThresholdChoice]:
+def _best_in_bins(edges: _BinEdges, which: np.ndarray, rescan: Rescan) -> Tuple[Fraction, ThresholdChoice]:
     """Pass 2 over the bins edges.bins[which]: exact counts of each value in
     them, then the best threshold among those values (exact F, ties to highest)."""
     which = np.sort(which)
     slot = np.full(BINS, -1, np.int32)
     slot[edges.bins[which]] = np.arange(len(which), dtype=np.int32)
-    counts = np.zeros(len(which) * (1 << KEY_SHIFT) * 2, np.int64)  # (slot, low key bits, lesion)
+    counts: np.ndarray = np.zeros(len(which) * (1 << KEY_SHIFT) * 2, np.int64)  # (slot, low key bits, lesion)
     for output, truth in rescan():
         keys, lesion = _keys_and_truth(output, truth)
         where = slot[keys >> np.uint32(KEY_SHIFT)]

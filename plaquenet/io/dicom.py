@@ -22,9 +22,10 @@ from pydicom.errors import InvalidDicomError
 try:  # pydicom >= 3
     from pydicom.pixels import apply_modality_lut
 except ImportError:  # pydicom 2.x (Python 3.9)
-    from pydicom.pixel_data_handlers.util import apply_modality_lut
+    from pydicom.pixel_data_handlers.util import apply_modality_lut  # type: ignore[no-redef]
 
 from ..errors import InputError
+from ..typing import PathLike
 from .orientation import SourceVolume
 
 MAX_GAP = 1.5  # a step above 1.5x the median slice spacing means missing slices
@@ -38,7 +39,7 @@ def one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-def read_header(path) -> pydicom.Dataset:
+def read_header(path: PathLike) -> pydicom.Dataset:
     """The DICOM header without pixel data; InputError if it is not DICOM or unreadable."""
     try:
         return pydicom.dcmread(str(path), stop_before_pixels=True)
@@ -48,7 +49,7 @@ def read_header(path) -> pydicom.Dataset:
         raise InputError(path, f"unreadable DICOM file ({one_line(e)})") from None
 
 
-def read_pixels(path) -> np.ndarray:
+def read_pixels(path: PathLike) -> np.ndarray:
     """(rows, columns) float32 in scanner units (modality LUT applied)."""
     try:
         ds = pydicom.dcmread(str(path))
@@ -62,19 +63,19 @@ def read_pixels(path) -> np.ndarray:
     return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
 
 
-def dicom_stem(path) -> str:
+def dicom_stem(path: PathLike) -> str:
     """File name without a .dcm/.dicom/.ima suffix (UID-style names keep their dots)."""
     path = Path(path)
     return path.stem if path.suffix.lower() in (".dcm", ".dicom", ".ima") else path.name
 
 
-def slice_normal(ds) -> np.ndarray:
+def slice_normal(ds: pydicom.Dataset) -> np.ndarray:
     """Unit normal (LPS) of an image plane: row direction x column direction."""
     iop = np.asarray(ds.ImageOrientationPatient, dtype=np.float64)
     return np.cross(iop[:3], iop[3:])
 
 
-def read_dicom_series(paths: Sequence[Path], headers: Sequence[pydicom.Dataset]) -> SourceVolume:
+def read_dicom_series(paths: Sequence[PathLike], headers: Sequence[pydicom.Dataset]) -> SourceVolume:
     """The files of one MR series (any order) -> SourceVolume of shape (columns, rows, slices)."""
     order = _sorted_by_position(paths, headers)
     paths = [paths[n] for n in order]
@@ -109,7 +110,7 @@ def series_affine(first: pydicom.Dataset, positions_lps: np.ndarray) -> np.ndarr
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps
 
 
-def _sorted_by_position(paths, headers) -> List[int]:
+def _sorted_by_position(paths: Sequence[PathLike], headers: Sequence[pydicom.Dataset]) -> List[int]:
     for path, h in zip(paths, headers):
         for key, count in GEOMETRY_VALUES.items():
             check_values(path, h, key, count, "MR image")
@@ -122,7 +123,7 @@ def _sorted_by_position(paths, headers) -> List[int]:
     return sorted(range(len(headers)), key=lambda n: along[n])
 
 
-def check_values(path, ds, key: str, count: int, what: str) -> None:
+def check_values(path: PathLike, ds: pydicom.Dataset, key: str, count: int, what: str) -> None:
     """InputError unless `ds` has `key` with exactly `count` values (what: e.g. "MR image")."""
     if key not in ds or ds[key].VM == 0:
         raise InputError(path, f"{what} without {key}: cannot place it in the volume")
@@ -130,7 +131,7 @@ def check_values(path, ds, key: str, count: int, what: str) -> None:
         raise InputError(path, f"{what} with {ds[key].VM} {key} values, expected {count}")
 
 
-def _check_same_geometry(paths, headers) -> None:
+def _check_same_geometry(paths: Sequence[PathLike], headers: Sequence[pydicom.Dataset]) -> None:
     first = headers[0]
     for path, h in zip(paths[1:], headers[1:]):
         if (h.Rows, h.Columns) != (first.Rows, first.Columns):
@@ -141,7 +142,7 @@ def _check_same_geometry(paths, headers) -> None:
             raise InputError(path, "mixed PixelSpacing in the series")
 
 
-def _check_no_missing_slices(paths, along_mm: np.ndarray) -> None:
+def _check_no_missing_slices(paths: Sequence[PathLike], along_mm: np.ndarray) -> None:
     """Slices must be distinct, without gaps (a step > MAX_GAP x the median) and evenly spaced
     (every step within MAX_STEP_CHANGE x the median of it): the affine has one slice step."""
     steps = np.diff(along_mm)

@@ -29,13 +29,14 @@ DICOM RTSTRUCT: CLOSED_PLANAR contours (patient mm) are mapped to the
 
 import re
 from pathlib import Path
-from typing import Dict, List, Sequence, Set, Tuple
+from typing import Dict, List, Sequence, Set, Tuple, Union
 
 import cv2
 import numpy as np
 import pydicom
 
 from ..errors import InputError
+from ..typing import PathLike
 from .dicom import check_values, one_line
 from .orientation import SourceVolume, cohort_grid, from_cohort, lps_to_ras, ras_to_ijk
 from .polygons import rasterise_polygons
@@ -54,7 +55,7 @@ def is_anatomy(name: str) -> bool:
 
 # --- PNG -------------------------------------------------------------------
 
-def natural_key(path) -> list:
+def natural_key(path: PathLike) -> List[Union[int, str]]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", Path(path).name)]
 
 
@@ -75,7 +76,7 @@ def read_png_masks(paths: Sequence[Path], image: SourceVolume) -> np.ndarray:
     return from_cohort(mask_shw, image.affine_ras)
 
 
-def _read_png(path: Path, shape_hw) -> np.ndarray:
+def _read_png(path: Path, shape_hw: Sequence[int]) -> np.ndarray:
     pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise InputError(path, "not a readable PNG image")
@@ -99,7 +100,7 @@ def read_seg(path: Path, image: SourceVolume) -> np.ndarray:
     return mask_ijk
 
 
-def _seg_plaque_frames(path, ds, per_frame) -> np.ndarray:
+def _seg_plaque_frames(path: PathLike, ds: pydicom.Dataset, per_frame: Sequence[pydicom.Dataset]) -> np.ndarray:
     """(frames, rows, columns) uint8: 1 where a frame shows a segment that is not anatomy."""
     try:
         frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
@@ -119,7 +120,7 @@ def _seg_plaque_frames(path, ds, per_frame) -> np.ndarray:
     return (lesion & np.array(keep)[:, None, None]).astype(np.uint8)
 
 
-def _anatomy_segments(ds) -> List[int]:
+def _anatomy_segments(ds: pydicom.Dataset) -> List[int]:
     """Segment numbers of anatomy: the label or the segmented property type `is_anatomy`."""
     numbers = []
     for segment in ds.get("SegmentSequence", []):
@@ -130,7 +131,8 @@ def _anatomy_segments(ds) -> List[int]:
     return numbers
 
 
-def _seg_frame_voxels(path, ds, groups, image: SourceVolume) -> Tuple[np.ndarray, ...]:
+def _seg_frame_voxels(path: PathLike, ds: pydicom.Dataset, groups: pydicom.Dataset,
+                      image: SourceVolume) -> Tuple[np.ndarray, ...]:
     """Image voxel indices (i, j, k), each (rows, columns), of the pixels of one SEG frame."""
     first, steps = _seg_frame_grid(path, ds, groups, image)
     shape = np.array(image.data_ijk.shape)
@@ -149,7 +151,8 @@ def _seg_frame_voxels(path, ds, groups, image: SourceVolume) -> Tuple[np.ndarray
     return tuple(ijk)
 
 
-def _seg_frame_grid(path, ds, groups, image: SourceVolume) -> Tuple[np.ndarray, np.ndarray]:
+def _seg_frame_grid(path: PathLike, ds: pydicom.Dataset, groups: pydicom.Dataset,
+                    image: SourceVolume) -> Tuple[np.ndarray, np.ndarray]:
     """The frame's first pixel as fractional image voxel (i, j, k), and the (2, 3) integer voxel
     steps of one frame column and one frame row (a signed unit vector each: flips/permutation only)."""
     uids = [str(src.ReferencedSOPInstanceUID)
@@ -178,7 +181,7 @@ def _seg_frame_grid(path, ds, groups, image: SourceVolume) -> Tuple[np.ndarray, 
     return first, unit.astype(int)
 
 
-def _functional_item(ds, groups, name: str) -> pydicom.Dataset:
+def _functional_item(ds: pydicom.Dataset, groups: pydicom.Dataset, name: str) -> pydicom.Dataset:
     """The first item of functional group `name` of one frame (per-frame, else shared); empty if none."""
     for group in (groups, *ds.get("SharedFunctionalGroupsSequence", [])):
         if group.get(name):
@@ -186,7 +189,7 @@ def _functional_item(ds, groups, name: str) -> pydicom.Dataset:
     return pydicom.Dataset()
 
 
-def _slice_at(path, k: float, n_slices: int, what: str) -> int:
+def _slice_at(path: PathLike, k: float, n_slices: int, what: str) -> int:
     nearest = int(round(k))
     if abs(k - nearest) > ON_GRID or not 0 <= nearest < n_slices:
         raise InputError(path, f"a {what} at slice position {k:.2f} does not lie on a slice of the image "
@@ -222,7 +225,7 @@ def read_rtstruct(path: Path, image: SourceVolume) -> np.ndarray:
     return from_cohort(mask_shw, image.affine_ras)
 
 
-def _anatomy_rois(ds) -> Set[int]:
+def _anatomy_rois(ds: pydicom.Dataset) -> Set[int]:
     """ROI numbers of anatomy: RTROIInterpretedType EXTERNAL, or a name `is_anatomy`."""
     external = {int(o.ReferencedROINumber) for o in ds.get("RTROIObservationsSequence", [])
                 if "ReferencedROINumber" in o and str(o.get("RTROIInterpretedType", "")).upper() == "EXTERNAL"}
@@ -231,7 +234,7 @@ def _anatomy_rois(ds) -> Set[int]:
     return external | named
 
 
-def _contour_points(path, contour) -> np.ndarray:
+def _contour_points(path: PathLike, contour: pydicom.Dataset) -> np.ndarray:
     """(N, 3) LPS mm of one contour; InputError unless ContourData holds x, y, z triplets."""
     count = contour["ContourData"].VM if "ContourData" in contour else 0
     if count == 0:
@@ -241,7 +244,7 @@ def _contour_points(path, contour) -> np.ndarray:
     return np.asarray(contour.ContourData, dtype=np.float64).reshape(-1, 3)
 
 
-def _check_contour_images(path, contour, image: SourceVolume) -> None:
+def _check_contour_images(path: PathLike, contour: pydicom.Dataset, image: SourceVolume) -> None:
     if not image.sop_uids:
         return
     for ref in contour.get("ContourImageSequence", []):
@@ -249,7 +252,7 @@ def _check_contour_images(path, contour, image: SourceVolume) -> None:
             raise InputError(path, "a contour references an image that is not in the FLAIR series")
 
 
-def _read_dataset(path) -> pydicom.Dataset:
+def _read_dataset(path: PathLike) -> pydicom.Dataset:
     try:
         return pydicom.dcmread(str(path))
     except Exception as e:

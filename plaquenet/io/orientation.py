@@ -18,12 +18,16 @@ become one in-plane axis).
 """
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import nibabel.orientations as ornt
 import numpy as np
 
 from ..errors import InputError
+from ..typing import PathLike
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike   # numpy >= 1.20; pycaffe's bullseye has 1.19
 
 COHORT_AXCODES = ("L", "P", "S")  # where the w, h, s axes point
 MAX_IN_PLANE_RATIO = 1.5  # h and w pixel sizes further apart than this: not an axial acquisition
@@ -46,7 +50,7 @@ def to_cohort(data_ijk: np.ndarray, affine_ras: np.ndarray) -> Tuple[np.ndarray,
     return np.ascontiguousarray(data_whs.transpose(2, 1, 0)), cohort_grid(data_ijk.shape, affine_ras)[1]
 
 
-def cohort_grid(shape_ijk, affine_ras) -> Tuple[Tuple[int, int, int], np.ndarray]:
+def cohort_grid(shape_ijk: Sequence[int], affine_ras: np.ndarray) -> Tuple[Tuple[int, int, int], np.ndarray]:
     """The (S, H, W) shape and the affine_whs that `to_cohort` gives an (I, J, K) array, moving no voxel."""
     transform = _cohort_transform(affine_ras)
     shape_whs = [0, 0, 0]
@@ -56,12 +60,12 @@ def cohort_grid(shape_ijk, affine_ras) -> Tuple[Tuple[int, int, int], np.ndarray
     return (shape_whs[2], shape_whs[1], shape_whs[0]), affine_whs
 
 
-def _cohort_transform(affine_ras) -> np.ndarray:
+def _cohort_transform(affine_ras: np.ndarray) -> np.ndarray:
     """nibabel orientation transform: for each of i, j, k the w/h/s axis it becomes and its flip."""
     return ornt.ornt_transform(ornt.io_orientation(affine_ras), ornt.axcodes2ornt(COHORT_AXCODES))
 
 
-def check_axial(path, affine_whs: np.ndarray) -> None:
+def check_axial(path: PathLike, affine_whs: np.ndarray) -> None:
     """InputError unless the cohort slices are axial acquisitions: pixels of similar h and w size.
 
     A thick-slice sagittal or coronal series reoriented to axial has its slice step as one pixel
@@ -85,7 +89,7 @@ def ras_to_ijk(points_ras: np.ndarray, affine_ras: np.ndarray) -> np.ndarray:
     return points @ inverse[:3, :3].T + inverse[:3, 3]
 
 
-def lps_to_ras(points_lps) -> np.ndarray:
+def lps_to_ras(points_lps: "ArrayLike") -> np.ndarray:
     """DICOM patient coordinates (LPS mm) -> NIfTI's RAS mm."""
     return np.asarray(points_lps, dtype=np.float64).reshape(-1, 3) * [-1.0, -1.0, 1.0]
 

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import pydicom
 
 from ..errors import InputError
+from ..typing import PathLike
 from .dicom import read_dicom_series, read_header
 from .masks import read_png_masks, read_rtstruct, read_seg
 from .nifti import is_nifti, read_nifti
@@ -44,18 +46,20 @@ class PatientFiles:
     """What discovery found in one patient folder."""
 
     folder: Path
-    flair_dicom: List[Tuple[Path, object]]  # (path, header) of the FLAIR series files
+    flair_dicom: List[Tuple[Path, pydicom.Dataset]]  # (path, header) of the FLAIR series files
     flair_nifti: Optional[Path]
     outline_kind: str  # a key of OUTLINE_SOURCE
     outline_paths: List[Path]
 
 
-def read_flair(found: PatientFiles) -> Tuple[SourceVolume, Optional[list]]:
+def read_flair(found: PatientFiles) -> Tuple[SourceVolume, Optional[List[pydicom.Dataset]]]:
     """The FLAIR that discovery found -> (SourceVolume, the DICOM headers in its
     slice order k, or None for NIfTI)."""
     if not found.flair_dicom:
+        assert found.flair_nifti is not None  # discovery found the FLAIR as DICOM or NIfTI
         return read_nifti(found.flair_nifti), None
     image = read_dicom_series([p for p, _ in found.flair_dicom], [h for _, h in found.flair_dicom])
+    assert image.sop_uids is not None  # set for every DICOM series
     by_uid = {str(h.SOPInstanceUID): h for _, h in found.flair_dicom}
     return image, [by_uid[uid] for uid in image.sop_uids]
 
@@ -73,7 +77,8 @@ def read_outlines(found: PatientFiles, image: SourceVolume, affine_whs: np.ndarr
     return to_cohort(reader(paths, image), image.affine_ras)[0]
 
 
-def _check_same_grid(path, mask_shape, mask_affine, image: SourceVolume, affine_whs) -> None:
+def _check_same_grid(path: PathLike, mask_shape: Tuple[int, ...], mask_affine: np.ndarray, image: SourceVolume,
+                     affine_whs: np.ndarray) -> None:
     flair_shape = cohort_grid(image.data_ijk.shape, image.affine_ras)[0]
     if mask_shape != flair_shape:
         raise InputError(path, f"mask of shape {mask_shape} (S, H, W), the FLAIR is {flair_shape}")
@@ -93,7 +98,7 @@ def discover_patient(folder: Path, need_outlines: bool = True) -> PatientFiles:
     niftis = [p for p in files if is_nifti(p)]
     nifti_masks = [p for p in niftis if any(w in p.name.lower() for w in MASK_WORDS)]
     png_folders = sorted({p.parent for p in files if p.suffix.lower() == ".png" and p.parent.name.lower() == "mask"})
-    dicoms = collections.defaultdict(list)  # modality -> [(path, header)]
+    dicoms: Dict[str, List[Tuple[Path, pydicom.Dataset]]] = collections.defaultdict(list)  # modality -> [(path, header)]
     for path in files:
         if not is_nifti(path) and path.name.upper() != "DICOMDIR" and path.suffix.lower() not in IGNORED_SUFFIXES:
             header = read_header(path)
@@ -129,8 +134,8 @@ def _one_outline_kind(folder: Path, outlines: Dict[str, List[Path]]) -> Tuple[st
     return kinds[0], paths
 
 
-def _flair_series(folder: Path, mr_files) -> list:
-    by_series = collections.defaultdict(list)
+def _flair_series(folder: Path, mr_files: List[Tuple[Path, pydicom.Dataset]]) -> List[Tuple[Path, pydicom.Dataset]]:
+    by_series: Dict[str, List[Tuple[Path, pydicom.Dataset]]] = collections.defaultdict(list)
     for path, header in mr_files:
         by_series[str(header.get("SeriesInstanceUID", ""))].append((path, header))
     if len(by_series) <= 1:

@@ -15,13 +15,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from scipy import ndimage
+
+from ..typing import PathLike
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+Panel = Tuple[np.ndarray, str]   # an (H, W) or (H, W, 3) image and its title
 
 # Outcome colours of a thresholded output against the ground truth.
 TP_RGB = (0.0, 0.85, 0.0)  # green: plaque found
@@ -92,7 +99,7 @@ def _span(centre: int, n: int, side: int) -> Tuple[int, int]:
     return start, start + side
 
 
-def lesion_windows(truth_hw, prediction_hw=None, side: int = CROP_PX,
+def lesion_windows(truth_hw: np.ndarray, prediction_hw: Optional[np.ndarray] = None, side: int = CROP_PX,
                    max_windows: Optional[int] = MAX_INSETS) -> List[Window]:
     """Windows to zoom into: one per 8-connected component of the truth, largest
     first, then per component of the prediction outside the truth (false
@@ -131,25 +138,25 @@ def _legend(fig: Figure) -> None:
                loc="lower center", ncol=3, frameon=False, fontsize=8)
 
 
-def _show(ax, image, title, fontsize=9, **kwargs) -> None:
+def _show(ax: Axes, image: np.ndarray, title: str, fontsize: float = 9, **kwargs: Any) -> None:
     ax.imshow(image, interpolation="nearest", **kwargs)
     ax.set_title(title, fontsize=fontsize)
     ax.set_axis_off()
 
 
-def _show_slice(ax, image, title, fontsize=9) -> None:
+def _show_slice(ax: Axes, image: np.ndarray, title: str, fontsize: float = 9) -> None:
     """An (H, W) image in [0, 1] as grey, an (H, W, 3) one as RGB."""
     grey = {} if np.ndim(image) == 3 else {"cmap": "gray", "vmin": 0, "vmax": 1}
     _show(ax, image, title, fontsize, **grey)
 
 
-def _axes_px(fig: Figure, left: float, top: float, width: float, height: float):
+def _axes_px(fig: Figure, left: float, top: float, width: float, height: float) -> Axes:
     """Axes placed in PNG pixels, measured from the figure's top-left corner."""
     fig_w, fig_h = fig.get_size_inches() * fig.dpi
     return fig.add_axes((left / fig_w, 1 - (top + height) / fig_h, width / fig_w, height / fig_h))
 
 
-def _outline(ax, windows: Sequence[Window]) -> None:
+def _outline(ax: Axes, windows: Sequence[Window]) -> None:
     """Each window's rectangle and number on a whole-slice panel."""
     for number, w in enumerate(windows, 1):
         ax.add_patch(Rectangle((w.left - 0.5, w.top - 0.5), w.right - w.left, w.bottom - w.top,
@@ -159,7 +166,8 @@ def _outline(ax, windows: Sequence[Window]) -> None:
                 fontsize=8, fontweight="bold", ha="left", va="bottom" if above else "top", clip_on=True)
 
 
-def _slice_figure(panels, insets, windows: Sequence[Window], title: str, heading: str) -> Figure:
+def _slice_figure(panels: Sequence[Sequence[Panel]], insets: Sequence[Panel], windows: Sequence[Window], title: str,
+                  heading: str) -> Figure:
     """Rows of whole-slice panels ((H, W) or (H, W, 3) image, title), each window
     outlined on them; below, one row of crops per `insets` entry (image, name),
     one column per window, each crop at MAGNIFICATION. No insets without windows,
@@ -188,7 +196,8 @@ def _slice_figure(panels, insets, windows: Sequence[Window], title: str, heading
     return fig
 
 
-def _inset_rows(fig: Figure, top: int, crop_h: int, crop_w: int, insets, windows, heading: str) -> None:
+def _inset_rows(fig: Figure, top: int, crop_h: int, crop_w: int, insets: Sequence[Panel], windows: Sequence[Window],
+                heading: str) -> None:
     """The zoomed crops, centred, on whole PNG pixels so each image pixel is
     exactly MAGNIFICATION x MAGNIFICATION; each axes labelled "inset N: name"."""
     fig.text(0.5, 1 - (top + HEADING_PX / 2) / (fig.get_size_inches()[1] * fig.dpi), heading,
@@ -203,7 +212,7 @@ def _inset_rows(fig: Figure, top: int, crop_h: int, crop_w: int, insets, windows
         top += TITLE_PX + crop_h
 
 
-def slice_outcome_figure(image_hw, truth_hw, output_hw, threshold: float, title: str,
+def slice_outcome_figure(image_hw: np.ndarray, truth_hw: np.ndarray, output_hw: np.ndarray, threshold: float, title: str,
                          max_insets: int = MAX_INSETS) -> Figure:
     """Paper Figs. 7-8: input and ground truth (left), network output before and
     after thresholding at `threshold` (right, outcome colours); below, each
@@ -222,7 +231,7 @@ def slice_outcome_figure(image_hw, truth_hw, output_hw, threshold: float, title:
     return _slice_figure(panels, [(image_hw, "input"), (outcome, marked)], windows, title, heading)
 
 
-def raw_threshold_figure(image_hw, truth_hw, thresholds: Sequence[float] = (0.50, 0.45, 0.40),
+def raw_threshold_figure(image_hw: np.ndarray, truth_hw: np.ndarray, thresholds: Sequence[float] = (0.50, 0.45, 0.40),
                          title: str = "", max_insets: int = MAX_INSETS) -> Figure:
     """Paper Fig. 9: the normalised input itself thresholded at 50, 45 and 40 %;
     below, each plaque of the truth zoomed (`lesion_windows`), its input above
@@ -237,7 +246,7 @@ def raw_threshold_figure(image_hw, truth_hw, thresholds: Sequence[float] = (0.50
     return _slice_figure([outcomes], [(image_hw, "input"), *outcomes], windows, title, heading)
 
 
-def precision_recall_figure(curves: Dict[str, dict], title: str = "") -> Figure:
+def precision_recall_figure(curves: Dict[str, Dict[str, Any]], title: str = "") -> Figure:
     """Precision against recall over all thresholds, one line per curve, the
     chosen threshold marked. curves: {label: {"precision", "recall" (K,) arrays,
     "chosen": (recall, precision), "threshold": float}}."""
@@ -259,7 +268,9 @@ def precision_recall_figure(curves: Dict[str, dict], title: str = "") -> Figure:
     return fig
 
 
-def training_curves_figure(loss_iteration, loss, snapshot_iteration, test_f1, train_f1=None,
+def training_curves_figure(loss_iteration: Optional[np.ndarray], loss: Optional[np.ndarray],
+                           snapshot_iteration: Sequence[float], test_f1: Sequence[float],
+                           train_f1: Optional[Sequence[float]] = None,
                            loss_label: str = "training loss") -> Figure:
     """Paper Fig. 5: the training loss per iteration (top) above the pixel
     F-measure of each snapshot on the test scans (bottom), iterations shared.
@@ -286,7 +297,7 @@ def training_curves_figure(loss_iteration, loss, snapshot_iteration, test_f1, tr
     return fig
 
 
-def save_png(fig: Figure, path) -> Path:
+def save_png(fig: Figure, path: PathLike) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=FIGURE_DPI)
     return Path(path)

@@ -7,14 +7,16 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from ..typing import PathLike
 
 
-def png_data_uri(path) -> str:
+def png_data_uri(path: PathLike) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def _fmt(value, digits=3) -> str:
+def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "&ndash;"
     if isinstance(value, float):
@@ -22,7 +24,7 @@ def _fmt(value, digits=3) -> str:
     return html.escape(str(value))
 
 
-def _get(d, dotted: str):
+def _get(d: Any, dotted: str) -> Any:
     for key in dotted.split("."):
         if not isinstance(d, dict) or key not in d:
             return None
@@ -30,7 +32,7 @@ def _get(d, dotted: str):
     return d
 
 
-def _mean_std(summary: Optional[dict]) -> str:
+def _mean_std(summary: Optional[Dict[str, Any]]) -> str:
     if not summary or summary.get("mean") is None:
         return "&ndash;"
     return f"{summary['mean']:.3f} &plusmn; {summary['std']:.3f}"
@@ -57,7 +59,7 @@ COMPARISON = [
 ]
 
 
-def comparison_table(results: dict) -> str:
+def comparison_table(results: Dict[str, Any]) -> str:
     paper = results.get("paper", {})
     rows = ["<tr><th></th><th>this run</th><th>paper</th></tr>"]
     for label, ours, theirs in COMPARISON:
@@ -66,7 +68,7 @@ def comparison_table(results: dict) -> str:
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
-def per_patient_table(results: dict) -> str:
+def per_patient_table(results: Dict[str, Any]) -> str:
     rows = ["<tr><th></th><th>precision</th><th>recall</th><th>F-measure</th><th>patients</th></tr>"]
     for label, key in (("test, network", "test.per_patient"), ("train, network", "train.per_patient"),
                        ("test, raw-intensity baseline", "baseline.raw_intensity.test.per_patient")):
@@ -83,7 +85,7 @@ LESION_RULES = (("MSSEG-2016 (Commowick et al. 2018)", "msseg2016"), ("WMH-2017 
 LESION_COMPONENTS = (("3D per patient", "lesion"), ("2D per slice (8-connected)", "lesion_2d"))
 
 
-def lesion_table(results: dict) -> str:
+def lesion_table(results: Dict[str, Any]) -> str:
     """Lesion-wise detection on the test patients (§5), one row per rule and
     kind of component (3D, 2D per slice)."""
     rows = ["<tr><th>rule</th><th>components</th><th>sensitivity</th><th>precision</th><th>F1</th>"
@@ -95,7 +97,7 @@ def lesion_table(results: dict) -> str:
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
-def _lesion_row(label: str, components: str, r: dict) -> str:
+def _lesion_row(label: str, components: str, r: Dict[str, Any]) -> str:
     volumes = f"{_fmt(_get(r, 'volume_mm3.detected.median'))} / {_fmt(_get(r, 'volume_mm3.missed.median'))}"
     return (f"<tr><td>{html.escape(label)}</td><td>{html.escape(components)}</td>"
             + "".join(f"<td>{_fmt(r.get(m))}</td>" for m in ("sensitivity", "precision", "f1"))
@@ -105,7 +107,7 @@ def _lesion_row(label: str, components: str, r: dict) -> str:
             + f"<td>{volumes}</td></tr>")
 
 
-def run_table(results: dict) -> str:
+def run_table(results: Dict[str, Any]) -> str:
     keys = ("snapshot", "engine", "device", "deploy", "cohort", "cohort_dir", "date", "plaquenet")
     return "<table>\n" + "\n".join(f"<tr><td>{k}</td><td><code>{_fmt(results.get(k))}</code></td></tr>"
                                    for k in keys if k in results) + "\n</table>"
@@ -116,7 +118,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 td:first-child{text-align:left}figure{margin:1.5em 0}img{max-width:100%}figcaption{font-size:.9em;color:#555}"""
 
 
-def write_report(path, results: dict, figures: Sequence[Tuple[str, Path]]) -> Path:
+def write_report(path: PathLike, results: Dict[str, Any], figures: Sequence[Tuple[str, PathLike]]) -> Path:
     """Write the HTML page. figures: (caption, PNG path) pairs, embedded inline,
     so the page can be mailed or moved without its folder."""
     title = f"plaquenet score: {results.get('cohort', '')}"

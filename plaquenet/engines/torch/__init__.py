@@ -8,9 +8,12 @@ solver.py   lr policies and the SGD/Nesterov/Adam update, Caffe's arithmetic
 train.py    train(): `caffe train` with snapshots, resume and Caffe's log
 """
 
+from typing import Any, Callable, Optional
+
 import torch
 
 from ...errors import InputError
+from ...typing import PathLike
 from .. import Forward, device_index, parse_device
 from ..run import TrainResult
 
@@ -31,11 +34,14 @@ class TorchEngine:
                 raise InputError("--device", f"'{device}': torch sees {torch.cuda.device_count()} CUDA device(s)")
         return canonical
 
-    def train(self, solver, weights=None, snapshot=None, device: str = "cpu", **options) -> TrainResult:
-        """train.train with the device checked; `options`: conv, channels_last, on_estimate."""
+    def train(self, solver: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
+              device: str = "cpu", on_estimate: Optional[Callable[[str], None]] = None,
+              **options: Any) -> TrainResult:
+        """train.train with the device checked; `options`: conv, channels_last."""
         from .train import train
-        return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device), **options)
+        return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device),
+                     on_estimate=on_estimate, **options)
 
-    def load_deploy(self, deploy, snapshot, device: str = "cpu") -> Forward:
+    def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
         from .net import load_deploy
         return load_deploy(deploy, snapshot, device=self.check_device(device))

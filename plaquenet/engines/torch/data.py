@@ -11,20 +11,21 @@ are permuted at every wrap as in Caffe, but from our seeded generator: Caffe's
 std::random_shuffle over rand() cannot be reproduced."""
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import h5py
 import numpy as np
 
 from ...errors import InputError
+from ...typing import PathLike
 
 
 class HDF5Rows:
     """Batches of rows from the files listed in `source`, one array per top:
     float32, shape (batch_size, *dataset.shape[1:])."""
 
-    def __init__(self, source, tops: Sequence[str], batch_size: int, shuffle: bool = False,
-                 rng: Optional[np.random.Generator] = None):
+    def __init__(self, source: PathLike, tops: Sequence[str], batch_size: int, shuffle: bool = False,
+                 rng: Optional[np.random.Generator] = None) -> None:
         self.source, self.tops, self.batch_size = Path(source), list(tops), int(batch_size)
         self.shuffle, self.rng = shuffle, rng or np.random.default_rng()
         self.files = _list_files(self.source)
@@ -36,7 +37,7 @@ class HDF5Rows:
         self.row_shapes = [a.shape[1:] for a in self.arrays]
 
     @property
-    def top_shapes(self) -> List[tuple]:
+    def top_shapes(self) -> List[Tuple[int, ...]]:
         return [(self.batch_size,) + s for s in self.row_shapes]
 
     def next_batch(self) -> List[np.ndarray]:
@@ -53,7 +54,7 @@ class HDF5Rows:
                 self._next_file()
         return out
 
-    def _next_file(self):
+    def _next_file(self) -> None:
         if len(self.files) > 1:
             self.current_file += 1
             if self.current_file == len(self.files):
@@ -65,7 +66,7 @@ class HDF5Rows:
         if self.shuffle:
             self.rng.shuffle(self.row_order)
 
-    def _load(self, path: str):
+    def _load(self, path: str) -> None:
         self.arrays = [_read_dataset(path, top) for top in self.tops]
         rows = {a.shape[0] for a in self.arrays}
         if len(rows) != 1:

@@ -5,12 +5,16 @@ The distributions and fan formulas are Caffe's; the random numbers are not
 same weights, never by comparing fills."""
 
 import math
+from typing import TYPE_CHECKING, Sequence, Tuple
 
 import torch
 
+if TYPE_CHECKING:
+    from ...caffe import caffe_pb2
 
 
-def _legacy_num_channels(shape):
+
+def _legacy_num_channels(shape: Sequence[int]) -> Tuple[int, int]:
     # Blob::num() and channels() are shape(0) and shape(1), or 1 where the
     # blob has fewer axes (a PReLU slope blob (C,) has fan_in 1, fan_out C).
     num = shape[0] if len(shape) >= 1 else 1
@@ -18,7 +22,7 @@ def _legacy_num_channels(shape):
     return num, channels
 
 
-def fan(filler, shape) -> float:
+def fan(filler: "caffe_pb2.FillerParameter", shape: Sequence[int]) -> float:
     """n of the xavier/msra fillers: fan_in = count/num (default), fan_out =
     count/channels, or their mean (variance_norm AVERAGE). Integer division
     as in Caffe. For a conv weight (O, C/g, kh, kw): fan_in = C/g*kh*kw,
@@ -34,7 +38,8 @@ def fan(filler, shape) -> float:
     return float(fan_in)
 
 
-def fill(filler, shape, generator: torch.Generator, where: str = "") -> torch.Tensor:
+def fill(filler: "caffe_pb2.FillerParameter", shape: Sequence[int], generator: torch.Generator,
+         where: str = "") -> torch.Tensor:
     """A float32 CPU tensor of `shape` filled as Caffe's FillerParameter says.
     A filler Caffe would reject is a ValueError prefixed by `where`."""
     shape = tuple(int(d) for d in shape)
@@ -67,7 +72,7 @@ def fill(filler, shape, generator: torch.Generator, where: str = "") -> torch.Te
     raise ValueError(f"{where}unknown filler type '{kind}'")
 
 
-def _bilinear(shape, where):
+def _bilinear(shape: Tuple[int, ...], where: str) -> torch.Tensor:
     if len(shape) != 4 or shape[2] != shape[3]:
         raise ValueError(f"{where}the bilinear filler needs a 4-D blob with square kernels")
     k = shape[3]

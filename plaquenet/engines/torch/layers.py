@@ -12,7 +12,7 @@ picks one per layer, and `Convolution.impl` may be replaced later."""
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,13 +24,16 @@ from .data import HDF5Rows
 from .fillers import fill
 
 Shape = Tuple[int, ...]
+Pair = Tuple[int, int]   # (h, w)
+Tops = Tuple[torch.Tensor, ...]
 
 # conv(x (N,C,H,W), weight (O,C/g,kh,kw), bias (O,) or None, stride, pad,
 #      dilation (each an (h, w) pair), groups) -> (N,O,H',W')
 ConvFn = Callable[..., torch.Tensor]
 
 
-def torch_conv2d(x, weight, bias, stride, pad, dilation, groups):
+def torch_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Pair, pad: Pair,
+                 dilation: Pair, groups: int) -> torch.Tensor:
     """Caffe's convolution is cross-correlation with symmetric zero padding,
     which is exactly torch's conv2d (same weight layout)."""
     return F.conv2d(x, weight, bias, stride, pad, dilation, groups)
@@ -40,7 +43,7 @@ def torch_conv2d(x, weight, bias, stride, pad, dilation, groups):
 class Build:
     """What builders need besides the layer itself."""
     generator: torch.Generator                      # for the fillers
-    conv_for: Callable[[object], ConvFn] = lambda layer: torch_conv2d
+    conv_for: Callable[["caffe_pb2.LayerParameter"], ConvFn] = lambda layer: torch_conv2d
     fill: bool = True                               # False: zeros (weights come from a file)
     rng: Optional[np.random.Generator] = None       # HDF5Data shuffle
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -51,17 +54,17 @@ class Layer(nn.Module):
     is_data = False           # data layers take no bottoms and are fed by the net
     default_loss_weight = 0.0
 
-    def __init__(self, blobs: Sequence[torch.Tensor] = ()):
+    def __init__(self, blobs: Sequence[torch.Tensor] = ()) -> None:
         super().__init__()
         self.blobs = nn.ParameterList([nn.Parameter(b) for b in blobs])
 
 
-def _filled(build: Build, filler, shape, where) -> torch.Tensor:
+def _filled(build: Build, filler: "caffe_pb2.FillerParameter", shape: Shape, where: str) -> torch.Tensor:
     blob = fill(filler, shape, build.generator, where) if build.fill else torch.zeros(shape)
     return blob.to(build.device)
 
 
-def _pairs(repeated, single_h, single_w, has_h, name, default):
+def _pairs(repeated: Sequence[int], single_h: int, single_w: int, has_h: bool, name: str, default: int) -> Pair:
     """Caffe's (h, w) from a repeated field given 0, 1 or 2 times, or *_h/*_w."""
     if has_h:
         if len(repeated):
@@ -80,17 +83,19 @@ def _pairs(repeated, single_h, single_w, has_h, name, default):
 # --- Convolution -----------------------------------------------------------
 
 class Convolution(Layer):
-    def __init__(self, weight, bias, stride, pad, dilation, groups, impl: ConvFn):
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Pair, pad: Pair, dilation: Pair,
+                 groups: int, impl: ConvFn) -> None:
         super().__init__([weight] + ([bias] if bias is not None else []))
         self.stride, self.pad, self.dilation, self.groups = stride, pad, dilation, groups
         self.impl = impl
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tops:
         bias = self.blobs[1] if len(self.blobs) > 1 else None
         return (self.impl(x, self.blobs[0], bias, self.stride, self.pad, self.dilation, self.groups),)
 
 
-def build_convolution(layer, bottoms: List[Shape], build: Build):
+def build_convolution(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],
+                      build: Build) -> Tuple[Layer, List[Shape]]:
     p = layer.convolution_param
     if p.axis != 1:
         raise ValueError(f"convolution_param.axis = {p.axis}: only axis 1 (N, C, H, W) is supported")
@@ -100,8 +105,8 @@ def build_convolution(layer, bottoms: List[Shape], build: Build):
     if not p.num_output:
         raise ValueError("convolution_param.num_output must be set")
     kernel = _pairs(p.kernel_size, p.kernel_h, p.kernel_w, p.HasField("kernel_h") or p.HasField("kernel_w"),
-                    "kernel", None)
-    if None in kernel or 0 in kernel:
+                    "kernel", 0)
+    if 0 in kernel:  # not given, or given as 0
         raise ValueError("convolution_param.kernel_size (or kernel_h and kernel_w) must be set and > 0")
     pad = _pairs(p.pad, p.pad_h, p.pad_w, p.HasField("pad_h") or p.HasField("pad_w"), "pad", 0)
     stride = _pairs(p.stride, p.stride_h, p.stride_w, p.HasField("stride_h") or p.HasField("stride_w"),
@@ -129,11 +134,11 @@ class PReLU(Layer):
     """y = max(x, 0) + a * min(x, 0), a per channel (or one shared);
     at x = 0 the slope side's gradient is used, as in Caffe."""
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tops:
         return (F.prelu(x, self.blobs[0].reshape(-1)),)
 
 
-def build_prelu(layer, bottoms, build):
+def build_prelu(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape], build: Build) -> Tuple[Layer, List[Shape]]:
     p = layer.prelu_param
     (shape,) = bottoms
     if len(shape) < 2:
@@ -148,17 +153,17 @@ def build_prelu(layer, bottoms, build):
 
 
 class ReLU(Layer):
-    def __init__(self, negative_slope):
+    def __init__(self, negative_slope: float) -> None:
         super().__init__()
         self.negative_slope = negative_slope
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tops:
         if self.negative_slope == 0:
             return (F.relu(x),)
         return (F.leaky_relu(x, self.negative_slope),)
 
 
-def build_relu(layer, bottoms, build):
+def build_relu(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape], build: Build) -> Tuple[Layer, List[Shape]]:
     return ReLU(layer.relu_param.negative_slope), list(bottoms)
 
 
@@ -168,23 +173,24 @@ class _CaffeSigmoid(torch.autograd.Function):
     and round once to float; so do we (one channel: the cost is nil)."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         y = (torch.tanh(x.double() * 0.5) * 0.5 + 0.5).to(x.dtype)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
-    def backward(ctx, dy):
+    def backward(ctx: Any, dy: torch.Tensor) -> torch.Tensor:
         (y,) = ctx.saved_tensors
         return ((dy * y).double() * (1.0 - y.double())).to(dy.dtype)
 
 
 class Sigmoid(Layer):
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tops:
         return (_CaffeSigmoid.apply(x),)
 
 
-def build_sigmoid(layer, bottoms, build):
+def build_sigmoid(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],
+                  build: Build) -> Tuple[Layer, List[Shape]]:
     return Sigmoid(), list(bottoms)
 
 
@@ -195,14 +201,14 @@ class _EuclideanLoss(torch.autograd.Function):
     count); gradient +-(a - b) / N times the top's gradient (its loss weight)."""
 
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         diff = a - b.reshape(a.shape)
         ctx.save_for_backward(diff)
         ctx.b_shape = b.shape
         return (diff * diff).sum() / a.shape[0] / 2
 
     @staticmethod
-    def backward(ctx, dloss):
+    def backward(ctx: Any, dloss: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         (diff,) = ctx.saved_tensors
         alpha = dloss / diff.shape[0]
         grad_a = alpha * diff if ctx.needs_input_grad[0] else None
@@ -213,11 +219,12 @@ class _EuclideanLoss(torch.autograd.Function):
 class EuclideanLoss(Layer):
     default_loss_weight = 1.0
 
-    def forward(self, a, b):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> Tops:
         return (_EuclideanLoss.apply(a, b),)
 
 
-def build_euclidean_loss(layer, bottoms, build):
+def build_euclidean_loss(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],
+                         build: Build) -> Tuple[Layer, List[Shape]]:
     if len(bottoms) != 2:
         raise ValueError(f"EuclideanLoss takes 2 bottoms, got {len(bottoms)}")
     a, b = bottoms
@@ -235,7 +242,8 @@ class _SigmoidCrossEntropyLoss(torch.autograd.Function):
     and rounded once to float (Caffe sums floats: within float rounding)."""
 
     @staticmethod
-    def forward(ctx, x, t, normalizer, ignore):
+    def forward(ctx: Any, x: torch.Tensor, t: torch.Tensor, normalizer: float,
+                ignore: Optional[int]) -> torch.Tensor:
         x64, t64 = x.double(), t.reshape(x.shape).double()
         # Caffe compares static_cast<int>(target) (truncation) with ignore_label.
         keep = torch.ones_like(x64) if ignore is None else (torch.trunc(t64) != ignore).double()
@@ -245,7 +253,7 @@ class _SigmoidCrossEntropyLoss(torch.autograd.Function):
         return ((terms * keep).sum() / normalizer).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, dloss):
+    def backward(ctx: Any, dloss: torch.Tensor) -> Tuple[torch.Tensor, None, None, None]:
         x64, t64, keep = ctx.saved_tensors
         prob = torch.tanh(x64 * 0.5) * 0.5 + 0.5
         grad = (prob - t64) * keep * (dloss.double() / ctx.normalizer)
@@ -256,11 +264,11 @@ class _SigmoidCrossEntropyLoss(torch.autograd.Function):
 class SigmoidCrossEntropyLoss(Layer):
     default_loss_weight = 1.0
 
-    def __init__(self, normalization, ignore):
+    def __init__(self, normalization: str, ignore: Optional[int]) -> None:
         super().__init__()
         self.normalization, self.ignore = normalization, ignore
 
-    def forward(self, x, t):
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> Tops:
         t = t.detach()
         if self.normalization == "NONE":
             normalizer = 1.0
@@ -273,7 +281,8 @@ class SigmoidCrossEntropyLoss(Layer):
         return (_SigmoidCrossEntropyLoss.apply(x, t, max(1.0, float(normalizer)), self.ignore),)
 
 
-def build_sigmoid_cross_entropy_loss(layer, bottoms, build):
+def build_sigmoid_cross_entropy_loss(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],
+                                     build: Build) -> Tuple[Layer, List[Shape]]:
     if len(bottoms) != 2:
         raise ValueError(f"SigmoidCrossEntropyLoss takes 2 bottoms, got {len(bottoms)}")
     a, b = bottoms
@@ -297,11 +306,12 @@ def build_sigmoid_cross_entropy_loss(layer, bottoms, build):
 class Silence(Layer):
     """Consumes its bottoms (so they are not net outputs); no tops, zero gradient."""
 
-    def forward(self, *bottoms):
+    def forward(self, *bottoms: torch.Tensor) -> Tops:
         return ()
 
 
-def build_silence(layer, bottoms, build):
+def build_silence(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],
+                  build: Build) -> Tuple[Layer, List[Shape]]:
     if layer.top:
         raise ValueError("Silence has no tops")
     return Silence(), []
@@ -313,18 +323,18 @@ class Input(Layer):
     """Tops given by the caller (deploy nets); shapes are only defaults."""
     is_data = True
 
-    def __init__(self, tops):
+    def __init__(self, tops: List[str]) -> None:
         super().__init__()
         self.tops = tops
 
-    def forward(self, feed: Dict[str, torch.Tensor]):
+    def forward(self, feed: Dict[str, torch.Tensor]) -> Tops:
         missing = [t for t in self.tops if t not in feed]
         if missing:
             raise KeyError(f"Input blobs {missing} were not fed")
         return tuple(feed[t] for t in self.tops)
 
 
-def build_input(layer, bottoms, build):
+def build_input(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape], build: Build) -> Tuple[Layer, List[Shape]]:
     shapes = [tuple(s.dim) for s in layer.input_param.shape]
     tops = list(layer.top)
     if len(shapes) == 1:
@@ -337,15 +347,16 @@ def build_input(layer, bottoms, build):
 class HDF5Data(Layer):
     is_data = True
 
-    def __init__(self, rows: HDF5Rows, device):
+    def __init__(self, rows: HDF5Rows, device: torch.device) -> None:
         super().__init__()
         self.rows, self.device = rows, device
 
-    def forward(self, feed=None):
+    def forward(self, feed: Optional[Dict[str, torch.Tensor]] = None) -> Tops:
         return tuple(torch.from_numpy(a).to(self.device, non_blocking=True) for a in self.rows.next_batch())
 
 
-def build_hdf5_data(layer, bottoms, build):
+def build_hdf5_data(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],
+                    build: Build) -> Tuple[Layer, List[Shape]]:
     p = layer.hdf5_data_param
     if layer.HasField("transform_param"):
         raise ValueError("transform_param: HDF5Data does not transform data (Caffe refuses it too)")
@@ -358,7 +369,8 @@ def build_hdf5_data(layer, bottoms, build):
 
 
 # Layer type (as in prototxt) -> builder(layer, bottom shapes, build) -> (module, top shapes)
-LAYERS: Dict[str, Callable] = {
+Builder = Callable[["caffe_pb2.LayerParameter", List[Shape], Build], Tuple[Layer, List[Shape]]]
+LAYERS: Dict[str, Builder] = {
     "Input": build_input,
     "HDF5Data": build_hdf5_data,
     "Convolution": build_convolution,

@@ -11,7 +11,7 @@ the sum over tops of loss_weight * sum(top) (EuclideanLoss: weight 1 by
 default); the net's outputs are the blobs no later layer consumes."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ from ...caffe import caffe_pb2
 from ...caffe.prototxt import read_net
 from ...caffe.snapshot import blob_array, blob_proto, blob_shape, read_caffemodel
 from ...errors import InputError
-from .layers import LAYERS, Build, ConvFn, torch_conv2d
+from ...typing import PathLike
+from .layers import LAYERS, Build, ConvFn, Layer, Shape, torch_conv2d
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 
@@ -38,7 +39,7 @@ class Learnable:
 
 # --- which layers: NetState and NetStateRule --------------------------------
 
-def state_meets_rule(state, rule) -> bool:
+def state_meets_rule(state: "caffe_pb2.NetState", rule: "caffe_pb2.NetStateRule") -> bool:
     if rule.HasField("phase") and rule.phase != state.phase:
         return False
     if rule.HasField("min_level") and state.level < rule.min_level:
@@ -50,7 +51,8 @@ def state_meets_rule(state, rule) -> bool:
     return not any(s in state.stage for s in rule.not_stage)
 
 
-def included_layers(net_param, state, source="<net>") -> List:
+def included_layers(net_param: "caffe_pb2.NetParameter", state: "caffe_pb2.NetState",
+                    source: PathLike = "<net>") -> List["caffe_pb2.LayerParameter"]:
     """The layers of `net_param` that `state` keeps (Caffe's Net::FilterNet);
     each copied, with its phase set to the state's unless given."""
     kept = []
@@ -70,7 +72,8 @@ def included_layers(net_param, state, source="<net>") -> List:
     return kept
 
 
-def net_state(net_param, phase, extra=None):
+def net_state(net_param: "caffe_pb2.NetParameter", phase: "caffe_pb2.Phase",
+              extra: Optional["caffe_pb2.NetState"] = None) -> "caffe_pb2.NetState":
     """The net's state: its own `state`, then `extra` (a solver's
     train_state/test_state) merged in, with `phase` (Caffe's order)."""
     state = caffe_pb2.NetState(phase=phase)
@@ -81,7 +84,7 @@ def net_state(net_param, phase, extra=None):
     return state
 
 
-def _legacy_input_layer(net_param, source):
+def _legacy_input_layer(net_param: "caffe_pb2.NetParameter", source: PathLike) -> "caffe_pb2.LayerParameter":
     # Old deploy files declare `input: "data"` + input_shape/input_dim instead of an Input layer.
     layer = caffe_pb2.LayerParameter(name="input", type="Input", top=list(net_param.input))
     if net_param.input_shape:
@@ -105,37 +108,40 @@ class Net(nn.Module):
     whose weights come from a .caffemodel. `seed` seeds the fillers (and the
     HDF5Data shuffle); None draws a fresh seed."""
 
-    def __init__(self, net_param, phase=TRAIN, source="<net>", device="cpu",
-                 seed: Optional[int] = None, conv: Optional[Callable[[object], ConvFn]] = None,
-                 state=None, fill: bool = True, channels_last: bool = False):
+    def __init__(self, net_param: "caffe_pb2.NetParameter", phase: "caffe_pb2.Phase" = TRAIN,
+                 source: PathLike = "<net>", device: Union[torch.device, str] = "cpu", seed: Optional[int] = None,
+                 conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]] = None,
+                 state: Optional["caffe_pb2.NetState"] = None, fill: bool = True, channels_last: bool = False) -> None:
         super().__init__()
         self.source, self.name = str(source), net_param.name
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        seed = int(cast(int, np.random.SeedSequence().entropy) % 2**63) if seed is None else int(seed)
         build = Build(generator=torch.Generator().manual_seed(seed), conv_for=conv or (lambda l: torch_conv2d),
                       fill=fill, rng=np.random.default_rng(seed), device=self.device)
         params = list(included_layers(net_param, net_state(net_param, phase, state), self.source))
         if net_param.input:
             params.insert(0, _legacy_input_layer(net_param, self.source))
-        self.layer_params, self.layers = [], nn.ModuleList()
-        self.loss_weights, self.propagate = [], []
-        self.blob_shapes: Dict[str, tuple] = {}
+        self.layer_params: List["caffe_pb2.LayerParameter"] = []
+        self.layers = nn.ModuleList()
+        self.loss_weights: List[List[float]] = []
+        self.propagate: List[List[bool]] = []
+        self.blob_shapes: Dict[str, Shape] = {}
         self.learnable: List[Learnable] = []
         for layer in params:
             self._add(layer, build)
         # Outputs: the blobs no later layer reads, sorted by name (Caffe keeps them in a std::set).
-        available = set()
+        available: Set[str] = set()
         for layer in self.layer_params:
             available = (available - set(layer.bottom)) | set(layer.top)
         self.outputs = sorted(available)
         self.input_names = [t for p, m in zip(self.layer_params, self.layers)
                             if m.is_data and p.type == "Input" for t in p.top]
 
-    def _fail(self, layer, problem):
+    def _fail(self, layer: "caffe_pb2.LayerParameter", problem: str) -> InputError:
         return InputError(self.source, f"layer '{layer.name}' ({layer.type}): {problem}")
 
-    def _add(self, layer, build):
+    def _add(self, layer: "caffe_pb2.LayerParameter", build: Build) -> None:
         if layer.type not in LAYERS:
             raise InputError(self.source, f"layer '{layer.name}': type '{layer.type}' is not supported "
                                           f"(supported: {', '.join(sorted(LAYERS))})")
@@ -160,7 +166,7 @@ class Net(nn.Module):
         self.loss_weights.append(list(layer.loss_weight) or [module.default_loss_weight] * len(layer.top))
         self.propagate.append(list(layer.propagate_down) or [True] * len(layer.bottom))
 
-    def _check_lists(self, layer, module):
+    def _check_lists(self, layer: "caffe_pb2.LayerParameter", module: Layer) -> None:
         if len(layer.param) > len(module.blobs):
             raise self._fail(layer, f"{len(layer.param)} param specs for {len(module.blobs)} blobs")
         if any(p.name for p in layer.param):
@@ -171,7 +177,8 @@ class Net(nn.Module):
             raise self._fail(layer, f"{len(layer.propagate_down)} propagate_down values "
                                     f"for {len(layer.bottom)} bottoms")
 
-    def _set_blobs(self, layer, module, arrays, where):
+    def _set_blobs(self, layer: "caffe_pb2.LayerParameter", module: Layer, arrays: Sequence[np.ndarray],
+                   where: PathLike) -> None:
         """Copy arrays into a layer's blobs; count and shapes must match."""
         if len(arrays) != len(module.blobs):
             raise InputError(where, f"layer '{layer.name}': {len(arrays)} blobs in the file, "
@@ -185,10 +192,12 @@ class Net(nn.Module):
 
     # --- running -------------------------------------------------------------
 
-    def forward(self, feed: Optional[Dict[str, torch.Tensor]] = None):
+    def forward(self, feed: Optional[Dict[str, torch.Tensor]] = None
+                ) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
         """Run every layer once. Returns (blobs by name, loss): loss is the
         weighted sum of the loss tops, a 0-dim tensor, or None if none."""
-        blobs, loss = {}, None
+        blobs: Dict[str, torch.Tensor] = {}
+        loss: Optional[torch.Tensor] = None
         for layer, module, weights, propagate in zip(self.layer_params, self.layers,
                                                       self.loss_weights, self.propagate):
             if module.is_data:
@@ -207,7 +216,7 @@ class Net(nn.Module):
 
     def output_weights(self) -> Dict[str, float]:
         """Loss weight of each output blob (0 for non-loss outputs)."""
-        weights = {}
+        weights: Dict[str, float] = {}
         for layer, ws in zip(self.layer_params, self.loss_weights):
             for name, w in zip(layer.top, ws):
                 weights[name] = w
@@ -216,14 +225,15 @@ class Net(nn.Module):
 
 # --- weights in and out ----------------------------------------------------
 
-def copy_trained_layers(net: Net, weights_param, where, require_all: bool = False):
+def copy_trained_layers(net: Net, weights_param: "caffe_pb2.NetParameter", where: PathLike,
+                        require_all: bool = False) -> None:
     """Caffe's CopyTrainedLayersFrom: blobs by layer name; layers of the file
     that the net lacks are ignored; counts and shapes must match. With
     `require_all`, every net layer with blobs must be in the file."""
-    by_name = {}
+    by_name: Dict[str, "caffe_pb2.LayerParameter"] = {}
     for layer in weights_param.layer:
         by_name.setdefault(layer.name, layer)
-    for layer, module in zip(net.layer_params, net.layers):
+    for layer, module in zip(net.layer_params, cast(Iterable[Layer], net.layers)):
         source = by_name.get(layer.name)
         if source is None or not len(module.blobs):
             if source is None and require_all and len(module.blobs):
@@ -234,7 +244,7 @@ def copy_trained_layers(net: Net, weights_param, where, require_all: bool = Fals
         net._set_blobs(layer, module, arrays, where)
 
 
-def _legacy_reshape(blob, target_shape):
+def _legacy_reshape(blob: "caffe_pb2.BlobProto", target_shape: Shape) -> np.ndarray:
     # A legacy 4-D (num, channels, height, width) blob matches a target whose
     # shape padded to 4 axes with leading 1s is the same (Blob::ShapeEquals).
     array = blob_array(blob)
@@ -248,7 +258,7 @@ def net_to_proto(net: Net) -> "caffe_pb2.NetParameter":
     """The .caffemodel content (Net::ToProto): every layer's parameters, as
     the net was built, with its blobs."""
     out = caffe_pb2.NetParameter(name=net.name)
-    for layer, module in zip(net.layer_params, net.layers):
+    for layer, module in zip(net.layer_params, cast(Iterable[Layer], net.layers)):
         copy = out.layer.add()
         copy.CopyFrom(layer)
         del copy.blobs[:]
@@ -258,8 +268,8 @@ def net_to_proto(net: Net) -> "caffe_pb2.NetParameter":
 
 # --- deploy ----------------------------------------------------------------
 
-def load_deploy(deploy_prototxt, caffemodel, device="cpu", channels_last: bool = False
-                ) -> Callable[[np.ndarray], np.ndarray]:
+def load_deploy(deploy_prototxt: PathLike, caffemodel: PathLike, device: Union[torch.device, str] = "cpu",
+                channels_last: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """forward(image_hw float32 (H, W)) -> float32 (H, W): the deploy net's
     single output (the sigmoid probabilities) for one slice of any size; the
     Input shape in the prototxt is only a default. Weights are read by layer
@@ -286,5 +296,5 @@ def load_deploy(deploy_prototxt, caffemodel, device="cpu", channels_last: bool =
             prob = blobs[output]
         return prob[0, 0].float().cpu().numpy().copy()
 
-    forward.net = net
+    forward.net = net  # type: ignore[attr-defined]
     return forward

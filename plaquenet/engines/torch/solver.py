@@ -13,27 +13,31 @@ the two differ whenever the rate changes."""
 
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ...errors import InputError
+from ...typing import PathLike
 from .net import Learnable
+
+if TYPE_CHECKING:
+    from ...caffe import caffe_pb2
 
 SOLVER_TYPES = ("SGD", "Nesterov", "Adam")
 _OLD_SOLVER_TYPES = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
 
-def solver_type(param) -> str:
+def solver_type(param: "caffe_pb2.SolverParameter") -> str:
     """`type`, or the deprecated `solver_type` enum where only that is given."""
     if not param.HasField("type") and param.HasField("solver_type"):
         return _OLD_SOLVER_TYPES[param.solver_type]
     return param.type
 
 
-def check_solver(param, source):
+def check_solver(param: "caffe_pb2.SolverParameter", source: PathLike) -> None:
     """InputError for what Caffe would refuse or we do not implement."""
     kind = solver_type(param)
     if kind not in SOLVER_TYPES:
@@ -56,7 +60,7 @@ def check_solver(param, source):
         raise InputError(source, "iter_size and average_loss must be >= 1")
 
 
-def learning_rate(param, it: int, current_step: int = 0) -> Tuple[float, int]:
+def learning_rate(param: "caffe_pb2.SolverParameter", it: int, current_step: int = 0) -> Tuple[float, int]:
     """(rate, current_step) at iteration `it` (Caffe's GetLearningRate; the
     rate rounded to float32 as Caffe's Dtype). multistep advances
     current_step at most once per call, as in Caffe; step sets it."""
@@ -93,13 +97,13 @@ class SolverState:
     history: List[torch.Tensor] = field(default_factory=list)
 
 
-def new_state(param, learnable: List[Learnable]) -> SolverState:
+def new_state(param: "caffe_pb2.SolverParameter", learnable: List[Learnable]) -> SolverState:
     copies = 2 if solver_type(param) == "Adam" else 1
     return SolverState(history=[torch.zeros_like(p.blob, memory_format=torch.contiguous_format).detach()
                                 for _ in range(copies) for p in learnable])
 
 
-def clip_gradients(param, learnable: List[Learnable]) -> Optional[Tuple[float, float]]:
+def clip_gradients(param: "caffe_pb2.SolverParameter", learnable: List[Learnable]) -> Optional[Tuple[float, float]]:
     """Scale all gradients so their global L2 norm is at most clip_gradients.
     Returns (norm, scale) when it scaled, else None."""
     clip = param.clip_gradients
@@ -116,7 +120,8 @@ def clip_gradients(param, learnable: List[Learnable]) -> Optional[Tuple[float, f
 
 
 @torch.no_grad()
-def apply_update(param, learnable: List[Learnable], state: SolverState, rate: float):
+def apply_update(param: "caffe_pb2.SolverParameter", learnable: List[Learnable], state: SolverState,
+                 rate: float) -> None:
     """Normalize, Regularize and ComputeUpdateValue of each blob, then w -= update."""
     kind, n = solver_type(param), len(learnable)
     momentum = float(np.float32(param.momentum))
@@ -147,6 +152,6 @@ def apply_update(param, learnable: List[Learnable], state: SolverState, rate: fl
             w.sub_(v / (s.sqrt() + param.delta) * (local_rate * correction))
 
 
-def zero_gradients(learnable: List[Learnable]):
+def zero_gradients(learnable: List[Learnable]) -> None:
     for p in learnable:
         p.blob.grad = None

@@ -18,7 +18,7 @@ starts again at the first row) nor the smoothed loss."""
 import csv
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple, cast
 
 import torch
 
@@ -28,14 +28,20 @@ from ...caffe.snapshot import (blob_array, read_caffemodel, read_solverstate, wr
                                write_solverstate)
 from ...errors import InputError
 from ...progress import progress
+from ...typing import PathLike
 from ..run import TrainResult, estimate_line, prepare_run_dir
 from ..run import train_net as _train_net
+from .layers import ConvFn, Layer
 from .net import TEST, TRAIN, Net, copy_trained_layers, net_to_proto
 from .solver import (SolverState, apply_update, check_solver, clip_gradients, learning_rate,
                      new_state, zero_gradients)
 
+if TYPE_CHECKING:
+    from ...caffe import caffe_pb2
 
-def train(solver_path, weights=None, snapshot=None, device="cpu", conv=None,
+
+def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
+          device: str = "cpu", conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]] = None,
           channels_last: Optional[bool] = None, on_estimate: Optional[Callable[[str], None]] = None) -> TrainResult:
     """Train as `caffe train --solver=S [--weights=W | --snapshot=S]` does.
     `conv` picks a convolution implementation per layer (see Net).
@@ -91,9 +97,14 @@ def train(solver_path, weights=None, snapshot=None, device="cpu", conv=None,
 
 # --- the loop (Solver::Solve and Solver::Step) ------------------------------
 
-def _solve(param, net, test_nets, state, prefix, log, table, estimate):
-    start, losses, smoothed = state.iter, [], 0.0
-    last_snapshot = None
+TestNets = List[Tuple[Net, int]]   # (net, test_iter)
+
+
+def _solve(param: "caffe_pb2.SolverParameter", net: Net, test_nets: TestNets, state: SolverState, prefix: str,
+           log: CaffeLog, table: "_Csv", estimate: "_Estimate") -> Tuple[Optional[Path], Optional[float]]:
+    start, smoothed = state.iter, 0.0
+    losses: List[float] = []
+    last_snapshot: Optional[Path] = None
     timer, last_display = time.perf_counter(), start
     bar = progress(total=param.max_iter, initial=start, desc="train", unit="iter")
     while state.iter < param.max_iter:
@@ -161,7 +172,7 @@ def _smoothed_loss(losses: List[float], smoothed: float, loss: float, k: int, av
     return smoothed
 
 
-def _output_values(net, blobs) -> List[Tuple[str, float, float]]:
+def _output_values(net: Net, blobs: Dict[str, torch.Tensor]) -> List[Tuple[str, float, float]]:
     """(name, value, loss weight) for every element of every output blob."""
     values = []
     for name, weight in net.output_weights().items():
@@ -172,7 +183,9 @@ def _output_values(net, blobs) -> List[Tuple[str, float, float]]:
 
 # --- test nets (Solver::InitTestNets, Solver::Test) -------------------------
 
-def _test_nets(param, solver_path, train_net, dev, seed, conv, channels_last):
+def _test_nets(param: "caffe_pb2.SolverParameter", solver_path: PathLike, train_net: Net, dev: torch.device,
+               seed: Optional[int], conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]],
+               channels_last: bool) -> TestNets:
     """The test nets, sharing the train net's blobs by layer name."""
     sources = [(p, solver_path) for p in param.test_net_param]
     sources += [(read_net(f), Path(f)) for f in param.test_net]
@@ -194,9 +207,9 @@ def _test_nets(param, solver_path, train_net, dev, seed, conv, channels_last):
     return nets
 
 
-def _share_blobs(test, train):
-    by_name = {p.name: m for p, m in zip(train.layer_params, train.layers)}
-    for layer, module in zip(test.layer_params, test.layers):
+def _share_blobs(test: Net, train: Net) -> None:
+    by_name = {p.name: m for p, m in zip(train.layer_params, cast(Iterable[Layer], train.layers))}
+    for layer, module in zip(test.layer_params, cast(Iterable[Layer], test.layers)):
         source = by_name.get(layer.name)
         if source is None or not len(module.blobs):
             continue
@@ -211,7 +224,7 @@ def _share_blobs(test, train):
 
 
 @torch.no_grad()
-def _test_all(param, test_nets, it, log):
+def _test_all(param: "caffe_pb2.SolverParameter", test_nets: TestNets, it: int, log: CaffeLog) -> None:
     for k, (net, iters) in enumerate(test_nets):
         log.testing(it, k)
         scores, loss = None, 0.0
@@ -228,7 +241,7 @@ def _test_all(param, test_nets, it, log):
 
 # --- snapshots ---------------------------------------------------------------
 
-def _snapshot(net, state: SolverState, prefix: str, log) -> Path:
+def _snapshot(net: Net, state: SolverState, prefix: str, log: CaffeLog) -> Path:
     model = f"{prefix}_iter_{state.iter}.caffemodel"
     solverstate = f"{prefix}_iter_{state.iter}.solverstate"
     log.snapshot(model, solverstate)
@@ -238,7 +251,7 @@ def _snapshot(net, state: SolverState, prefix: str, log) -> Path:
     return Path(model)
 
 
-def _restore(path, net, state: SolverState):
+def _restore(path: PathLike, net: Net, state: SolverState) -> None:
     saved = read_solverstate(path)
     if saved.learned_net:
         learned = Path(saved.learned_net)
@@ -257,7 +270,7 @@ def _restore(path, net, state: SolverState):
 
 # --- small helpers -------------------------------------------------------------
 
-def _device(device) -> torch.device:
+def _device(device: str) -> torch.device:
     from . import TorchEngine
     return torch.device(TorchEngine().check_device(device))
 
@@ -268,7 +281,7 @@ class _Estimate:
 
     ESTIMATE_AFTER = 3
 
-    def __init__(self, start: int, max_iter: int, device: str, report: Optional[Callable[[str], None]]):
+    def __init__(self, start: int, max_iter: int, device: str, report: Optional[Callable[[str], None]]) -> None:
         self.start, self.max_iter, self.device, self.report = start, max_iter, device, report
         self.t0: Optional[float] = None
 
@@ -287,7 +300,7 @@ class _Estimate:
 class _Csv:
     """train.csv, one row per iteration; seconds continue across resumes."""
 
-    def __init__(self, path, append):
+    def __init__(self, path: PathLike, append: bool) -> None:
         self.offset = _last_seconds(path) if append else 0.0
         self.file = open(path, "a" if append else "w", newline="", buffering=1)
         self.writer = csv.writer(self.file)
@@ -295,18 +308,18 @@ class _Csv:
             self.writer.writerow(["iter", "loss", "smoothed_loss", "lr", "seconds"])
         self.started = time.perf_counter()
 
-    def row(self, it, loss, smoothed, lr):
+    def row(self, it: int, loss: float, smoothed: float, lr: float) -> None:
         seconds = self.offset + time.perf_counter() - self.started
         self.writer.writerow([it, f"{loss:.9g}", f"{smoothed:.9g}", f"{lr:.9g}", f"{seconds:.3f}"])
 
-    def __enter__(self):
+    def __enter__(self) -> "_Csv":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.file.close()
 
 
-def _last_seconds(path) -> float:
+def _last_seconds(path: PathLike) -> float:
     try:
         rows = Path(path).read_text().strip().splitlines()
         return float(rows[-1].split(",")[-1]) if len(rows) > 1 else 0.0
