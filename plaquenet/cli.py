@@ -8,12 +8,15 @@ directly. Every option says what it does and its default in `--help`."""
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from . import paths
 from .atomic import refuse_existing
 from .engines import ENGINES
 from .errors import InputError
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]   # what add_subparsers returns
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -22,12 +25,13 @@ class _HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if default not in (None, False, argparse.SUPPRESS) and action.option_strings and "default" not in text:
+        is_value = default is not None and default is not False and default is not argparse.SUPPRESS  # 0 is one
+        if is_value and action.option_strings and "default" not in text:
             text += f" (default: {default:.4g})" if isinstance(default, float) else f" (default: {default})"
         return text
 
 
-def _parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+def _parser(sub: "SubParsers", name: str, help: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
 
 
@@ -43,7 +47,7 @@ def _engine_and_device(p: argparse.ArgumentParser) -> None:
 
 # --- phantom ---------------------------------------------------------------
 
-def _add_phantom(sub) -> None:
+def _add_phantom(sub: "SubParsers") -> None:
     p = _parser(sub, "phantom", "write the synthetic FLAIR cohort (DICOM + RTSTRUCT/SEG, and NIfTI)")
     p.add_argument("out", type=Path, help="folder to create; gets dicom/<patient>/ and nifti/<patient>/")
     p.add_argument("--patients", type=int, default=10, help="number of patients")
@@ -62,7 +66,7 @@ def _run_phantom(args: argparse.Namespace) -> None:
 
 # --- import ----------------------------------------------------------------
 
-def _add_import(sub) -> None:
+def _add_import(sub: "SubParsers") -> None:
     p = _parser(sub, "import", "DICOM/NIfTI studies + outlines -> cohort store (pseudonymous ids only)")
     p.add_argument("studies", type=Path, help="folder with one sub-folder per patient")
     p.add_argument("--cohort", type=Path, required=True, help="cohort folder to write (cohort.h5 inside)")
@@ -81,7 +85,7 @@ def _run_import(args: argparse.Namespace) -> None:
 
 # --- tiles -----------------------------------------------------------------
 
-def _add_tiles(sub) -> None:
+def _add_tiles(sub: "SubParsers") -> None:
     from .cohort import TEST_FRACTION
     from .tiles import NEGATIVE_SHARE, SEED, TILE
 
@@ -117,7 +121,7 @@ def _run_tiles(args: argparse.Namespace) -> None:
 
 # --- train -----------------------------------------------------------------
 
-def _add_train(sub) -> None:
+def _add_train(sub: "SubParsers") -> None:
     p = _parser(sub, "train", "like `caffe train`: SOLVER prototxt -> snapshots, Caffe-format log")
     p.add_argument("--solver", type=Path, required=True,
                    help=f"solver prototxt, e.g. {paths.PAPER_SOLVER} (the paper's SGD)")
@@ -138,7 +142,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 # --- score -----------------------------------------------------------------
 
-def _add_score(sub) -> None:
+def _add_score(sub: "SubParsers") -> None:
     p = _parser(sub, "score", "full-scan inference, threshold on the training scans, F-measure, report")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--snapshot", type=Path, help="a .caffemodel, or a run folder (its latest snapshot)")
@@ -169,7 +173,7 @@ def _run_score(args: argparse.Namespace) -> None:
 
 # --- segment ---------------------------------------------------------------
 
-def _add_segment(sub) -> None:
+def _add_segment(sub: "SubParsers") -> None:
     p = _parser(sub, "segment", "a trained net on one new study -> NIfTI masks, DICOM SEG, lesion table")
     p.add_argument("study", type=Path, help="one patient folder: DICOM FLAIR series or NIfTI (no outlines needed)")
     p.add_argument("--snapshot", type=Path, required=True,
@@ -195,7 +199,7 @@ def _run_segment(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------
 
-COMMANDS: Dict[str, Tuple[Callable, Callable[[argparse.Namespace], None]]] = {
+COMMANDS: Dict[str, Tuple[Callable[["SubParsers"], None], Callable[[argparse.Namespace], None]]] = {
     "phantom": (_add_phantom, _run_phantom),
     "import": (_add_import, _run_import),
     "tiles": (_add_tiles, _run_tiles),

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
-import nibabel as nib
 import numpy as np
 
 from . import __version__, paths
@@ -50,13 +49,17 @@ from .cohort import normalise_intensity
 from .engines import checked, get_engine
 from .engines.snapshots import find_deploy, latest_snapshot
 from .errors import InputError
+from .typing import PathLike
 from .evaluate.inference import forward_volume
 from .evaluate.lesions import lesion_components
+from .io.nifti import write_nifti
 from .io.orientation import SourceVolume, check_axial, from_cohort, to_cohort, voxel_mm
+from .io.seg import write_seg
 from .io.study import discover_patient, read_flair
 
 CONNECTIVITY = 26  # fully connected, as the WMH challenge counts lesions
 SEGMENT_LABEL = "MS plaques"
+SEG_SERIES_NUMBER = 9901  # a series number no scanner protocol uses
 # lesions.csv: centroids as cohort voxel indices and in RAS mm, the world
 # frame of mask.nii.gz (+x toward the patient's right, +y anterior, +z
 # superior; DICOM's patient coordinates are LPS: x and y negated).
@@ -98,9 +101,9 @@ class SegmentResult:
                 f"(threshold {self.threshold:.4g}) -> {self.out}")
 
 
-def segment(study, snapshot, out=paths.SEGMENT_OUT, threshold: Optional[float] = None, deploy=None,
-            min_lesion_mm3: float = 0.0, engine: str = "torch", device: str = "cpu",
-            force: bool = False) -> SegmentResult:
+def segment(study: PathLike, snapshot: PathLike, out: PathLike = paths.SEGMENT_OUT,
+            threshold: Optional[float] = None, deploy: Optional[PathLike] = None, min_lesion_mm3: float = 0.0,
+            engine: str = "torch", device: str = "cpu", force: bool = False) -> SegmentResult:
     """Segment one patient's study with a snapshot (a .caffemodel or a run folder: its latest);
     write OUT atomically (see the module docstring). `deploy` defaults to the run folder's copy
     (`engines.snapshots.find_deploy`). InputError on any bad input."""
@@ -190,11 +193,10 @@ def lesion_table(labels_shw: np.ndarray, n: int, affine_whs: np.ndarray) -> List
     for number, where in enumerate(ndimage.find_objects(labels_shw, max_label=n), start=1):
         voxels = np.argwhere(labels_shw[where] == number) + [sl.start for sl in where]
         centroid_shw = voxels.mean(axis=0)
-        s, h, w = centroid_shw
-        ras = (np.asarray(affine_whs) @ [w, h, s, 1.0])[:3]
+        s, h, w = (float(v) for v in centroid_shw)
+        x, y, z = (float(v) for v in (np.asarray(affine_whs) @ [w, h, s, 1.0])[:3])
         lesions.append(Lesion(number, len(voxels), len(voxels) * voxel_mm3, int(where[0].start),
-                              int(where[0].stop - 1), tuple(float(v) for v in centroid_shw),
-                              tuple(float(v) for v in ras)))
+                              int(where[0].stop - 1), (s, h, w), (x, y, z)))
     return lesions
 
 
@@ -209,7 +211,7 @@ def write_outputs(out: Path, result: SegmentResult, image: SourceVolume, headers
         write_nifti_like(tmp / "probability.nii.gz", result.probability_shw, image)
         files = ["mask.nii.gz", "probability.nii.gz"]
         if headers:
-            write_seg(tmp / "segmentation.dcm", result.mask_shw, image, headers)
+            write_segmentation(tmp / "segmentation.dcm", result.mask_shw, image, headers)
             files.append("segmentation.dcm")
         write_lesion_table(tmp / "lesions.csv", result.lesions)
         files += ["lesions.csv"] + write_overlays(tmp / "overlays", image_shw, result.mask_shw)
@@ -220,35 +222,14 @@ def write_outputs(out: Path, result: SegmentResult, image: SourceVolume, headers
 
 def write_nifti_like(path: Path, volume_shw: np.ndarray, image: SourceVolume) -> None:
     """A cohort-order volume back in the source's voxel order, with the source's affine."""
-    data_ijk = from_cohort(volume_shw, image.affine_ras)
-    img = nib.Nifti1Image(np.ascontiguousarray(data_ijk), image.affine_ras)
-    img.set_qform(image.affine_ras, code=1)  # scanner coordinates, as dcm2niix writes them
-    img.set_sform(image.affine_ras, code=1)
-    nib.save(img, str(path))
+    write_nifti(path, np.ascontiguousarray(from_cohort(volume_shw, image.affine_ras)), image.affine_ras)
 
 
-def write_seg(path: Path, mask_shw: np.ndarray, image: SourceVolume, headers: Sequence) -> None:
+def write_segmentation(path: Path, mask_shw: np.ndarray, image: SourceVolume, headers: Sequence) -> None:
     """DICOM SEG on the source series (headers in slice order k): frames for slices with plaques."""
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
-
     mask_kji = from_cohort(mask_shw, image.affine_ras).transpose(2, 1, 0).astype(bool)  # (slice, row, col)
-    description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label=SEGMENT_LABEL,
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Lesion, anatomic_regions=[codes.SCT.Brain],
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name="plaquenet", family=codes.cid7162.ArtificialIntelligence, version=__version__))
-    seg = hd.seg.Segmentation(
-        source_images=list(headers), pixel_array=mask_kji, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[description], series_instance_uid=generate_uid(), series_number=9901,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="plaquenet",
-        manufacturer_model_name="plaquenet", software_versions=__version__, device_serial_number="0",
-        series_description="plaquenet MS plaques", content_label="PLAQUES",
-        omit_empty_frames=bool(mask_kji.any()))  # an all-empty SEG keeps every frame (none is invalid)
-    seg.save_as(str(path))
+    write_seg(path, mask_kji, headers, SEGMENT_LABEL, algorithm_version=__version__, series_number=SEG_SERIES_NUMBER,
+              series_description="plaquenet MS plaques", content_label="PLAQUES")
 
 
 def write_lesion_table(path: Path, lesions: List[Lesion]) -> None:

@@ -40,9 +40,8 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import h5py
 import numpy as np
 
@@ -51,6 +50,7 @@ from .cohort import (TEST_FRACTION, cohort_file, cohort_id, iter_masks, iter_sca
                      patient_ids, read_split, split_file, write_split)
 from .errors import InputError
 from .progress import progress
+from .typing import PathLike
 
 # The protocol's defaults, one home each (the CLI and make_tiles read them;
 # the split's test fraction lives with the split, cohort.TEST_FRACTION).
@@ -89,7 +89,7 @@ class TileSummary:
     def negative_fraction(self) -> float:
         return self.negative_tiles / self.tiles if self.tiles else 0.0
 
-    def __str__(self):
+    def __str__(self) -> str:
         t = self.tile
         return "\n".join([
             f"training set: {self.train_patients} patients, {self.train_scans} scans with lesions -> "
@@ -121,6 +121,8 @@ def lesion_tile_origins(mask_hw: np.ndarray, tile: int = TILE) -> np.ndarray:
     duplicates, in grid order; (0, 2) when the slice has no lesion."""
     h, w = mask_hw.shape
     mask_hw = (mask_hw > 0).astype(np.uint8)
+    import cv2  # not at the top: the CLI reads this module's defaults beside pycaffe, where OpenCV may be absent
+
     _, labels, stats, _ = cv2.connectedComponentsWithStats(mask_hw, connectivity=8)
     ys, xs = grid_origins(h, tile), grid_origins(w, tile)
     lesion_pixels = _window_sums(cv2.integral(mask_hw), tile)[np.ix_(ys, xs)]
@@ -141,7 +143,8 @@ def _window_sums(integral: np.ndarray, tile: int) -> np.ndarray:
     return integral[t:, t:] - integral[:-t, t:] - integral[t:, :-t] + integral[:-t, :-t]
 
 
-def _shift_to_whole_lesion(y0, x0, lesions, stats, tile, shape_hw) -> Tuple[int, int]:
+def _shift_to_whole_lesion(y0: int, x0: int, lesions: np.ndarray, stats: np.ndarray, tile: int,
+                           shape_hw: Tuple[int, int]) -> Tuple[int, int]:
     """§4.1: the grid tile at (y0, x0), moved as little as possible so that it
     holds the largest lesion it cuts that fits in a tile; unmoved otherwise."""
     left, top, width, height, area = (stats[lesions, i] for i in range(5))
@@ -155,7 +158,7 @@ def _shift_to_whole_lesion(y0, x0, lesions, stats, tile, shape_hw) -> Tuple[int,
     return y, x
 
 
-def _nearest_start(start, lo, size, tile, length) -> int:
+def _nearest_start(start: int, lo: int, size: int, tile: int, length: int) -> int:
     """The start in [lo + size - tile, lo] (the window holds [lo, lo + size))
     and in the image, nearest to `start`."""
     first = max(lo + size - tile, 0)
@@ -184,6 +187,8 @@ def negative_tile_weights(image_hw: np.ndarray, mask_hw: np.ndarray, tile: int =
 
 def _window_means(image_hw: np.ndarray, tile: int, squared: bool = False) -> np.ndarray:
     """Means (of squares) over all tile x tile windows inside the image, by top-left corner."""
+    import cv2  # see lesion_tile_origins
+
     h, w = image_hw.shape
     box = cv2.sqrBoxFilter if squared else cv2.boxFilter
     # anchor (0, 0): the output at (y, x) is the window whose top-left corner is (y, x)
@@ -204,7 +209,7 @@ class WeightedDraw:
     keys: np.ndarray = dataclasses.field(init=False)  # (k,) float64
     tiles: np.ndarray = dataclasses.field(init=False)  # (k, tile, tile) float32
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.keys = np.full(self.k, -np.inf)
         self.tiles = np.zeros((self.k, self.tile, self.tile), np.float32)
 
@@ -246,7 +251,7 @@ def cut_tiles(image_hw: np.ndarray, origins_yx: np.ndarray, tile: int) -> np.nda
 
 # --- the whole stage -------------------------------------------------------------
 
-def make_tiles(cohort_dir, out_dir, tile: int = TILE, negative_share: float = NEGATIVE_SHARE,
+def make_tiles(cohort_dir: PathLike, out_dir: PathLike, tile: int = TILE, negative_share: float = NEGATIVE_SHARE,
                test_fraction: Optional[float] = None, seed: int = SEED, lmdb: bool = False,
                max_tiles_per_file: int = 100_000, negative_preference: float = NEGATIVE_PREFERENCE) -> TileSummary:
     """Cut the training patients' lesion slices of `cohort_dir` into tiles
@@ -294,7 +299,7 @@ def make_tiles(cohort_dir, out_dir, tile: int = TILE, negative_share: float = NE
     return summary
 
 
-def _check_parameters(tile, negative_share, max_tiles_per_file):
+def _check_parameters(tile: int, negative_share: float, max_tiles_per_file: int) -> None:
     if tile < 1:
         raise InputError("--tile", f"must be a positive number of pixels, got {tile}")
     if not 0 <= negative_share < 1:
@@ -304,7 +309,7 @@ def _check_parameters(tile, negative_share, max_tiles_per_file):
                                                f"Caffe's limit of {INT_MAX} elements per blob")
 
 
-def _patient_split(cohort_dir, test_fraction: Optional[float], seed: int) -> Tuple[Dict[str, list], bool]:
+def _patient_split(cohort_dir: PathLike, test_fraction: Optional[float], seed: int) -> Tuple[Dict[str, Any], bool]:
     """COHORT/split.json when it exists (checked), else a new random split by patient."""
     patients = patient_ids(cohort_dir)
     if split_file(cohort_dir).is_file():
@@ -327,11 +332,15 @@ def _patient_split(cohort_dir, test_fraction: Optional[float], seed: int) -> Tup
         raise InputError(cohort_file(cohort_dir), e.problem) from None
 
 
-def _find_lesion_tiles(cohort_dir, split, tile) -> Tuple[Dict[str, Dict[int, np.ndarray]], int]:
+Origins = Dict[str, Dict[int, np.ndarray]]   # patient -> slice -> tile origins (N, 2)
+
+
+def _find_lesion_tiles(cohort_dir: PathLike, split: Dict[str, Any], tile: int) -> Tuple[Origins, int]:
     """First pass, masks only: tile origins of every training lesion slice,
     {patient: {slice: (N, 2)}}, and the number of test slices with lesions."""
     train = set(split["train"])
-    origins, test_scans = {}, 0
+    origins: Origins = {}
+    test_scans = 0
     for patient, mask_shw in progress(iter_masks(cohort_dir), total=len(patient_ids(cohort_dir)),
                                       desc="lesion tiles", unit="patient"):
         if patient not in train:
@@ -342,19 +351,21 @@ def _find_lesion_tiles(cohort_dir, split, tile) -> Tuple[Dict[str, Dict[int, np.
     return origins, test_scans
 
 
-def _check_size(patient, shape_shw, tile, cohort_dir):
+def _check_size(patient: str, shape_shw: Tuple[int, ...], tile: int, cohort_dir: PathLike) -> None:
     _, h, w = shape_shw
     if h < tile or w < tile:
         raise InputError(cohort_file(cohort_dir), f"patient {patient}: slices of {h}x{w} are smaller than "
                                                   f"a {tile}x{tile} tile")
 
 
-def _cut_training_tiles(cohort_dir, origins, tile, n_negative, preference, rng):
+def _cut_training_tiles(cohort_dir: PathLike, origins: Origins, tile: int, n_negative: int, preference: float,
+                        rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, int]:
     """Second pass: cut the lesion tiles and draw the lesion-free ones from the
     normalised slices. Returns data (N, t, t) float32, label (N, t, t) uint8
     (lesion tiles first) and the number of lesion-free tiles found."""
     draw = WeightedDraw(k=n_negative, tile=tile)
-    data, label = [], []
+    data: List[np.ndarray] = []
+    label: List[np.ndarray] = []
     patients = [p for p in sorted(origins) if origins[p]]
     for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="tiles", unit="patient"):
         image_shw = normalise_intensity(scan.flair_shw)  # the same scaling as the full scans at test time
@@ -371,7 +382,7 @@ def _cut_training_tiles(cohort_dir, origins, tile, n_negative, preference, rng):
 
 # --- writers ---------------------------------------------------------------------
 
-def write_hdf5_tiles(out_dir, data_nhw: np.ndarray, label_nhw: np.ndarray, max_tiles_per_file: int) -> List[str]:
+def write_hdf5_tiles(out_dir: PathLike, data_nhw: np.ndarray, label_nhw: np.ndarray, max_tiles_per_file: int) -> List[str]:
     """Caffe HDF5Data files `train_000.h5`, ... in out_dir, datasets `data` and
     `label` float32 (n, 1, tile, tile), rows in the given order; returns the
     file names. Uncompressed: Caffe reads each file whole anyway."""
@@ -385,7 +396,7 @@ def write_hdf5_tiles(out_dir, data_nhw: np.ndarray, label_nhw: np.ndarray, max_t
     return names
 
 
-def write_lmdb_tiles(out_dir, data_nhw: np.ndarray, label_nhw: np.ndarray) -> None:
+def write_lmdb_tiles(out_dir: PathLike, data_nhw: np.ndarray, label_nhw: np.ndarray) -> None:
     """The same rows as two LMDBs of Caffe Datums for the Data layer:
     `train_image_lmdb` and `train_mask_lmdb`, each Datum (1, tile, tile) in
     float_data, label 0, keyed by the zero-padded row number so both stay aligned."""
@@ -405,7 +416,8 @@ def write_lmdb_tiles(out_dir, data_nhw: np.ndarray, label_nhw: np.ndarray) -> No
         env.close()
 
 
-def _write_description(path, cohort_dir, summary, split, names, parameters):
+def _write_description(path: Path, cohort_dir: PathLike, summary: TileSummary, split: Dict[str, Any],
+                       names: Sequence[str], parameters: Dict[str, Any]) -> None:
     description = {
         "format": FORMAT,
         "version": VERSION,
@@ -414,7 +426,7 @@ def _write_description(path, cohort_dir, summary, split, names, parameters):
         "cohort_id": cohort_id(cohort_dir),
         "parameters": dict(parameters, air_level=AIR_LEVEL),
         # the tiles are cut from normalised slices: the evaluation must scale full scans the same way
-        "normalisation": "plaquenet.cohort.normalise_intensity: " + " ".join(normalise_intensity.__doc__.split()),
+        "normalisation": "plaquenet.cohort.normalise_intensity: " + " ".join((normalise_intensity.__doc__ or "").split()),
         "split": {"file": str(split_file(cohort_dir)), "seed": split.get("seed"),
                   "test_fraction": split.get("test_fraction"), "reused": summary.split_reused},
         "counts": {"train_patients": summary.train_patients, "train_scans": summary.train_scans,
