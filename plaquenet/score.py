@@ -179,7 +179,7 @@ def save_probabilities(forward: Forward, cohort_dir: PathLike, out_dir: PathLike
     plaques (§4.1), every slice is forwarded: this costs S forwards per patient,
     and only when asked. One volume in memory at a time; the folder is written
     atomically (renamed into place when all are written)."""
-    import nibabel as nib
+    from .io.nifti import write_nifti  # here: nibabel is not needed to score (pycaffe's root has none)
 
     out_dir = Path(out_dir)
     refuse_existing(out_dir, force)
@@ -189,11 +189,9 @@ def save_probabilities(forward: Forward, cohort_dir: PathLike, out_dir: PathLike
         for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="probabilities",
                              unit="patient"):
             output_whs = forward_volume(scan.flair_shw, forward).transpose(2, 1, 0)
-            image = nib.Nifti1Image(output_whs, np.asarray(scan.affine_whs, dtype=np.float64))
-            image.header.set_xyzt_units("mm")
-            image.header.set_data_dtype(np.float32)
-            nib.save(image, str(tmp / f"{scan.patient}.nii.gz"))
-            del output_whs, image
+            write_nifti(tmp / f"{scan.patient}.nii.gz", output_whs, np.asarray(scan.affine_whs, dtype=np.float64),
+                        dtype=np.float32)
+            del output_whs
     return [out_dir / f"{p}.nii.gz" for p in patients]
 
 
