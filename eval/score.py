@@ -12,8 +12,9 @@ try:
     from plaquenet.cli import main
 except ImportError:
     venv_python = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
-    if not venv_python.is_file() or Path(sys.executable).resolve() == venv_python.resolve():
+    if not venv_python.is_file() or os.environ.get("PLAQUENET_REEXEC"):
         sys.exit(f"{sys.argv[0]}: error: plaquenet is not installed for {sys.executable}; run `make venv` first")
+    os.environ["PLAQUENET_REEXEC"] = "1"  # once: the venv's Python must import it
     os.execv(str(venv_python), [str(venv_python), __file__, *sys.argv[1:]])
 
 if __name__ == "__main__":
