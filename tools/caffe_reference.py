@@ -12,6 +12,11 @@ Imports nothing from plaquenet, so what it prints is Caffe's word alone.
   forward  DIR TRAIN_NET WEIGHTS OUT.npz BLOB...   in DIR, one TRAIN forward (no backward) from
                                           WEIGHTS: the outputs ("out/<name>") and the named blobs
                                           ("blob/<name>")
+  rates    DIR POLICY_FILE N OUT.npy       the learning rate of iterations 0..N-1 under the lr
+                                          policy fields in POLICY_FILE (base_lr, lr_policy, gamma,
+                                          ...), read off Caffe's own update: a one-weight net whose
+                                          gradient is exactly 1, reset to 0 before each step, so
+                                          the weight after step i is -rate(i), bit for bit
   train    DIR CAFFE_TRAIN_FLAGS...       `caffe train FLAGS...` in DIR (paths in the solver
                                           resolve against it, as for the user); its full glog
                                           output into DIR/caffe.log
@@ -90,6 +95,41 @@ def forward(folder, net_path, weights, out_path, *blob_names):
     np.savez(out_path, **arrays)
 
 
+# One weight w (reset to 0), input 1, label -1: EuclideanLoss's gradient of w is
+# (w * 1 - (-1)) * 1 / batch 1 = 1 exactly, so plain SGD (momentum 0, no decay)
+# leaves w = -rate.
+RATES_NET = """
+layer { name: "one" type: "DummyData" top: "one" top: "minus_one"
+        dummy_data_param { shape { dim: 1 dim: 1 } shape { dim: 1 dim: 1 }
+                           data_filler { type: "constant" value: 1 } data_filler { type: "constant" value: -1 } } }
+layer { name: "w" type: "InnerProduct" bottom: "one" top: "out"
+        inner_product_param { num_output: 1 bias_term: false weight_filler { type: "constant" value: 0 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "out" bottom: "minus_one" top: "loss" }
+"""
+
+
+def rates(folder, policy_file, n, out_path):
+    import os
+
+    import caffe
+
+    os.chdir(folder)
+    with open("rates_net.prototxt", "w") as f:
+        f.write(RATES_NET)
+    with open("rates_solver.prototxt", "w") as f:
+        f.write(open(policy_file).read() + '\nnet: "rates_net.prototxt" type: "SGD" momentum: 0 weight_decay: 0'
+                ' display: 0 snapshot_after_train: false\n')
+    caffe.set_mode_cpu()
+    solver = caffe.SGDSolver("rates_solver.prototxt")
+    weight = solver.net.params["w"][0]
+    out = np.empty(int(n), np.float32)
+    for i in range(int(n)):
+        weight.data[...] = 0
+        solver.step(1)
+        out[i] = -weight.data.ravel()[0]
+    np.save(out_path, out)
+
+
 def train(folder, flags):
     import os
     import subprocess
@@ -110,4 +150,4 @@ if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"parse": lambda: parse(args), "deploy": lambda: deploy(*args), "batch": lambda: batch(*args),
      "grads": lambda: grads(*args), "forward": lambda: forward(*args),
-     "train": lambda: train(args[0], args[1:])}[command]()
+     "rates": lambda: rates(*args), "train": lambda: train(args[0], args[1:])}[command]()

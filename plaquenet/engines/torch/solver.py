@@ -11,9 +11,11 @@ Per iteration, after the gradients of `iter_size` passes have been summed:
 The learning rate sits inside SGD's momentum buffer, unlike torch.optim.SGD:
 the two differ whenever the rate changes."""
 
+import ctypes
+import ctypes.util
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -61,10 +63,13 @@ def check_solver(param: "caffe_pb2.SolverParameter", source: PathLike) -> None:
 
 
 def learning_rate(param: "caffe_pb2.SolverParameter", it: int, current_step: int = 0) -> Tuple[float, int]:
-    """(rate, current_step) at iteration `it` (Caffe's GetLearningRate; the
-    rate rounded to float32 as Caffe's Dtype). multistep advances
-    current_step at most once per call, as in Caffe; step sets it."""
-    base, gamma, power = param.base_lr, param.gamma, param.power
+    """(rate, current_step) at iteration `it`, as Caffe's SGDSolver<float>::GetLearningRate
+    computes it, bit for bit: base_lr, gamma and power are float fields; `pow(float, int)`
+    (step, exp, multistep) is C++'s double pow, rounded to float at the end; inv, poly and
+    sigmoid are all-float arithmetic with libm's powf and expf (sigmoid's expf may overflow
+    to inf: the rate is then 0). multistep advances current_step at most once per call, as
+    in Caffe; step sets it."""
+    base, gamma, power = param.base_lr, param.gamma, param.power   # float32 values, held as double
     policy = param.lr_policy
     if policy == "fixed":
         rate = base
@@ -74,18 +79,55 @@ def learning_rate(param: "caffe_pb2.SolverParameter", it: int, current_step: int
     elif policy == "exp":
         rate = base * gamma ** it
     elif policy == "inv":
-        rate = base * (1.0 + gamma * it) ** (-power)
+        f_base = _f32(1.0) + _f32(gamma) * _f32(it)                 # Dtype(1) + gamma() * iter_
+        rate = float(_f32(base) * _powf(f_base, -_f32(power)))
     elif policy == "multistep":
         if current_step < len(param.stepvalue) and it >= param.stepvalue[current_step]:
             current_step += 1
         rate = base * gamma ** current_step
     elif policy == "poly":
-        rate = base * (1.0 - it / param.max_iter) ** power
+        f_base = _f32(1.0) - _f32(it) / _f32(param.max_iter)          # Dtype(1.) - Dtype(iter_) / Dtype(max_iter)
+        rate = float(_f32(base) * _powf(f_base, _f32(power)))
     elif policy == "sigmoid":
-        rate = base * (1.0 / (1.0 + math.exp(-gamma * (it - param.stepsize))))
+        exponent = -_f32(gamma) * (_f32(it) - _f32(param.stepsize))
+        rate = float(_f32(base) * (_f32(1.0) / (_f32(1.0) + _expf(exponent))))
     else:
         raise ValueError(f"unknown lr_policy '{policy}'")
     return float(np.float32(rate)), current_step
+
+
+def _f32(x: float) -> np.float32:
+    return np.float32(x)
+
+
+def _libm() -> Any:
+    """The C library's math functions: what Caffe's `pow(float, float)` and `exp(float)`
+    call (libstdc++ forwards them to powf and expf); numpy's float32 power may use other
+    (vectorised) code with other last bits."""
+    path = ctypes.util.find_library("m")
+    if path is None:
+        return None
+    libm = ctypes.CDLL(path)
+    for name, args in (("powf", 2), ("expf", 1)):
+        getattr(libm, name).argtypes = [ctypes.c_float] * args
+        getattr(libm, name).restype = ctypes.c_float
+    return libm
+
+
+_LIBM = _libm()
+
+
+def _powf(x: np.float32, y: np.float32) -> np.float32:
+    if _LIBM is None:   # no C math library found: numpy's, within an ulp
+        return np.power(x, y, dtype=np.float32)
+    return np.float32(_LIBM.powf(float(x), float(y)))
+
+
+def _expf(x: np.float32) -> np.float32:
+    if _LIBM is None:
+        with np.errstate(over="ignore"):
+            return np.exp(x, dtype=np.float32)
+    return np.float32(_LIBM.expf(float(x)))
 
 
 @dataclass

@@ -3,6 +3,7 @@ worked out by hand from sgd_solver.cpp / nesterov_solver.cpp / adam_solver.cpp."
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,6 +113,13 @@ def test_clip_gradients_scales_the_global_norm():
 def test_lr_policies(fields, it, expected):
     rate, _ = learning_rate(solver(base_lr=0.01, **fields), it)
     assert rate == pytest.approx(expected, rel=1e-6)
+
+
+def test_sigmoid_whose_exp_overflows_trains_at_rate_zero_as_caffe_does():
+    # gamma * (stepsize - iter) = 1000 at iteration 0: Caffe's float expf gives inf, the rate 0
+    param = solver(base_lr=0.01, lr_policy="sigmoid", gamma=1.0, stepsize=1000)
+    assert learning_rate(param, 0) == (0.0, 0)
+    assert learning_rate(param, 1000)[0] == np.float32(0.005)
 
 
 def test_multistep_advances_at_most_once_per_call():
