@@ -1,4 +1,5 @@
-"""Caffe 1.0's training and inference in PyTorch.
+"""Caffe's training and inference in PyTorch (the oracle: Debian's Caffe
+1.0.0+git20180821.99bd997; docs/CAFFE_ORACLE.md).
 
 layers.py   one builder per layer type (LAYERS), swappable convolution
 fillers.py  Caffe's weight fillers
@@ -16,6 +17,21 @@ from ...errors import InputError
 from ...typing import PathLike
 from .. import Forward, device_index, parse_device
 from ..run import TrainResult
+
+
+def use_caffe_numerics() -> None:
+    """The engine's default mode is Caffe's float32 arithmetic on every device.
+    On CUDA that needs two of torch's defaults changed: TF32 (10-bit mantissa
+    products, about 1e-3 relative error) is off for convolutions and matrix
+    products, and cuDNN picks its algorithms deterministically (no benchmark
+    autotuning, deterministic kernels), so a GPU run repeats itself. Results
+    still differ from the CPU's in the last bits (other summation orders).
+    Faster modes are opt-in elsewhere. A no-op for CPU arithmetic."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.set_float32_matmul_precision("highest")
 
 
 class TorchEngine:
@@ -39,9 +55,11 @@ class TorchEngine:
               **options: Any) -> TrainResult:
         """train.train with the device checked; `options`: conv, channels_last."""
         from .train import train
+        use_caffe_numerics()
         return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device),
                      on_estimate=on_estimate, **options)
 
     def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
         from .net import load_deploy
+        use_caffe_numerics()
         return load_deploy(deploy, snapshot, device=self.check_device(device))
