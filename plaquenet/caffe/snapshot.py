@@ -31,16 +31,19 @@ M = TypeVar("M", bound=Message)
 
 def blob_proto(array: "ArrayLike") -> "caffe_pb2.BlobProto":
     """A BlobProto holding `array` as float32 `data` with its `shape`, as
-    Caffe's Blob::ToProto writes it."""
+    Caffe's Blob::ToProto writes it: a 0-axis array (PReLU's
+    `channel_shared` slope) has one value and no `shape` field at all."""
     array = np.asarray(array, dtype=np.float32)
     blob = caffe_pb2.BlobProto()
-    blob.shape.dim.extend(array.shape)
+    if array.ndim:   # ToProto calls mutable_shape() once per axis: none for 0 axes, not an empty shape {}
+        blob.shape.dim.extend(array.shape)
     blob.data.extend(array.ravel().tolist())
     return blob
 
 
 def blob_shape(blob: "caffe_pb2.BlobProto") -> Tuple[int, ...]:
-    """A BlobProto's shape: `shape.dim`, or the legacy 4-D num/channels/height/width."""
+    """A BlobProto's shape: `shape.dim`, or the legacy 4-D num/channels/height/width;
+    () for a 0-axis blob (no dims, one value), as Blob::FromProto reads it."""
     if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
         return (blob.num, blob.channels, blob.height, blob.width)
     return tuple(blob.shape.dim)

@@ -53,6 +53,7 @@ class Layer(nn.Module):
     """A Caffe layer: learnable `blobs` in Caffe's order, forward(*bottoms) -> tops."""
     is_data = False           # data layers take no bottoms and are fed by the net
     default_loss_weight = 0.0
+    auto_top_blobs = False    # Caffe's AutoTopBlobs(): the net adds the tops the prototxt leaves out
 
     def __init__(self, blobs: Sequence[torch.Tensor] = ()) -> None:
         super().__init__()
@@ -216,9 +217,15 @@ class _EuclideanLoss(torch.autograd.Function):
         return grad_a, grad_b
 
 
-class EuclideanLoss(Layer):
+class LossLayer(Layer):
+    """Caffe's LossLayer: one top, weight 1 unless `loss_weight` says otherwise
+    (LossLayer::LayerSetUp), and created even when the prototxt names no top
+    (AutoTopBlobs() true, ExactNumTopBlobs() 1)."""
     default_loss_weight = 1.0
+    auto_top_blobs = True
 
+
+class EuclideanLoss(LossLayer):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> Tops:
         return (_EuclideanLoss.apply(a, b),)
 
@@ -261,9 +268,7 @@ class _SigmoidCrossEntropyLoss(torch.autograd.Function):
         return grad.to(dloss.dtype), None, None, None
 
 
-class SigmoidCrossEntropyLoss(Layer):
-    default_loss_weight = 1.0
-
+class SigmoidCrossEntropyLoss(LossLayer):
     def __init__(self, normalization: str, ignore: Optional[int]) -> None:
         super().__init__()
         self.normalization, self.ignore = normalization, ignore

@@ -7,8 +7,9 @@ weight files in and out, and the deploy forward pass used for scoring.
     prob_hw = forward(flair_hw)               # any H x W
 
 Layers are included or excluded by Caffe's NetStateRule logic; the loss is
-the sum over tops of loss_weight * sum(top) (EuclideanLoss: weight 1 by
-default); the net's outputs are the blobs no later layer consumes."""
+the sum over tops of loss_weight * sum(top) (loss layers: weight 1 by
+default, and a top named "(automatic)" when the prototxt gives none); the
+net's outputs are the named blobs no later layer consumes."""
 
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union, cast
@@ -22,9 +23,13 @@ from ...caffe.prototxt import read_net
 from ...caffe.snapshot import blob_array, blob_proto, blob_shape, read_caffemodel
 from ...errors import InputError
 from ...typing import PathLike
-from .layers import LAYERS, Build, ConvFn, Layer, Shape, torch_conv2d
+from .layers import LAYERS, Build, ConvFn, Layer, LossLayer, Shape, torch_conv2d
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
+# Net::AppendTop's name for a top the layer needs but the prototxt leaves out
+# (a loss layer without `top`): it counts in the loss, no layer can read it,
+# and it is not a net output.
+ANONYMOUS_TOP = "(automatic)"
 
 
 @dataclass
@@ -124,6 +129,7 @@ class Net(nn.Module):
             params.insert(0, _legacy_input_layer(net_param, self.source))
         self.layer_params: List["caffe_pb2.LayerParameter"] = []
         self.layers = nn.ModuleList()
+        self.top_names: List[List[str]] = []      # layer.top, plus the anonymous tops
         self.loss_weights: List[List[float]] = []
         self.propagate: List[List[bool]] = []
         self.blob_shapes: Dict[str, Shape] = {}
@@ -153,26 +159,39 @@ class Net(nn.Module):
             module, top_shapes = LAYERS[layer.type](layer, bottoms, build)
         except ValueError as e:
             raise self._fail(layer, str(e)) from None
-        self._check_lists(layer, module)
+        tops = self._tops(layer, module, len(top_shapes))
+        self._check_lists(layer, module, len(tops))
         if layer.blobs:
             self._set_blobs(layer, module, [blob_array(b) for b in layer.blobs], self.source)
         for i, blob in enumerate(module.blobs):
             spec = layer.param[i] if i < len(layer.param) else caffe_pb2.ParamSpec()
             blob.requires_grad_(spec.lr_mult != 0)
             self.learnable.append(Learnable(layer.name, i, blob, spec.lr_mult, spec.decay_mult))
-        self.blob_shapes.update(zip(layer.top, top_shapes))
+        self.blob_shapes.update(zip(layer.top, top_shapes))   # not the anonymous tops: no bottom can name them
         self.layer_params.append(layer)
         self.layers.append(module)
-        self.loss_weights.append(list(layer.loss_weight) or [module.default_loss_weight] * len(layer.top))
+        self.top_names.append(tops)
+        self.loss_weights.append(list(layer.loss_weight) or [module.default_loss_weight] * len(tops))
         self.propagate.append(list(layer.propagate_down) or [True] * len(layer.bottom))
 
-    def _check_lists(self, layer: "caffe_pb2.LayerParameter", module: Layer) -> None:
+    def _tops(self, layer: "caffe_pb2.LayerParameter", module: Layer, produced: int) -> List[str]:
+        """The layer's top names: as given, then (Net::Init, for AutoTopBlobs()
+        layers such as the losses) ANONYMOUS_TOP for each one it produces
+        beyond them; any other count is an error (Layer::CheckBlobCounts)."""
+        tops = list(layer.top)
+        if module.auto_top_blobs and len(tops) < produced:
+            tops += [ANONYMOUS_TOP] * (produced - len(tops))
+        if len(tops) != produced:
+            raise self._fail(layer, f"{len(tops)} tops given, the layer produces {produced}")
+        return tops
+
+    def _check_lists(self, layer: "caffe_pb2.LayerParameter", module: Layer, n_tops: int) -> None:
         if len(layer.param) > len(module.blobs):
             raise self._fail(layer, f"{len(layer.param)} param specs for {len(module.blobs)} blobs")
         if any(p.name for p in layer.param):
             raise self._fail(layer, "param.name (sharing blobs between layers) is not supported")
-        if layer.loss_weight and len(layer.loss_weight) != len(layer.top):
-            raise self._fail(layer, f"{len(layer.loss_weight)} loss_weight values for {len(layer.top)} tops")
+        if layer.loss_weight and len(layer.loss_weight) != n_tops:
+            raise self._fail(layer, f"{len(layer.loss_weight)} loss_weight values for {n_tops} tops")
         if layer.propagate_down and len(layer.propagate_down) != len(layer.bottom):
             raise self._fail(layer, f"{len(layer.propagate_down)} propagate_down values "
                                     f"for {len(layer.bottom)} bottoms")
@@ -188,7 +207,8 @@ class Net(nn.Module):
                 raise InputError(where, f"layer '{layer.name}' blob {j}: shape {tuple(array.shape)} in the file, "
                                         f"{tuple(blob.shape)} in the net")
             with torch.no_grad():
-                blob.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+                # np.require, not np.ascontiguousarray: that makes a 0-axis blob (a shared PReLU slope) 1-D.
+                blob.copy_(torch.from_numpy(np.require(array, np.float32, "C")))
 
     # --- running -------------------------------------------------------------
 
@@ -198,8 +218,8 @@ class Net(nn.Module):
         weighted sum of the loss tops, a 0-dim tensor, or None if none."""
         blobs: Dict[str, torch.Tensor] = {}
         loss: Optional[torch.Tensor] = None
-        for layer, module, weights, propagate in zip(self.layer_params, self.layers,
-                                                      self.loss_weights, self.propagate):
+        for layer, module, names, weights, propagate in zip(self.layer_params, self.layers, self.top_names,
+                                                             self.loss_weights, self.propagate):
             if module.is_data:
                 tops = module(feed or {})
                 tops = tuple(t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t
@@ -207,7 +227,7 @@ class Net(nn.Module):
             else:
                 tops = module(*[blobs[b] if p else blobs[b].detach()
                                 for b, p in zip(layer.bottom, propagate)])
-            for name, top, w in zip(layer.top, tops, weights):
+            for name, top, w in zip(names, tops, weights):
                 blobs[name] = top
                 if w:
                     term = top.sum() * w if w != 1 else top.sum()
@@ -217,8 +237,8 @@ class Net(nn.Module):
     def output_weights(self) -> Dict[str, float]:
         """Loss weight of each output blob (0 for non-loss outputs)."""
         weights: Dict[str, float] = {}
-        for layer, ws in zip(self.layer_params, self.loss_weights):
-            for name, w in zip(layer.top, ws):
+        for names, ws in zip(self.top_names, self.loss_weights):
+            for name, w in zip(names, ws):
                 weights[name] = w
         return {name: weights[name] for name in self.outputs}
 
@@ -227,20 +247,32 @@ class Net(nn.Module):
 
 def copy_trained_layers(net: Net, weights_param: "caffe_pb2.NetParameter", where: PathLike,
                         require_all: bool = False) -> None:
-    """Caffe's CopyTrainedLayersFrom: blobs by layer name; layers of the file
-    that the net lacks are ignored; counts and shapes must match. With
-    `require_all`, every net layer with blobs must be in the file."""
-    by_name: Dict[str, "caffe_pb2.LayerParameter"] = {}
-    for layer in weights_param.layer:
-        by_name.setdefault(layer.name, layer)
+    """Caffe's Net::CopyTrainedLayersFrom(NetParameter): the file's layers in
+    file order, each into the net's first layer of that name, so that of two
+    file layers with one name the later wins; file layers the net lacks are
+    ignored. Blob counts must be equal (Caffe's CHECK_EQ: a file layer without
+    blobs for a net layer with some is refused too) and shapes too, a legacy
+    num/channels/height/width blob matching a shape of at most 4 axes that
+    leading 1s pad to it (Blob::ShapeEquals); else an InputError. With
+    `require_all` (ours, for deploy), every net layer with blobs must be in
+    the file."""
+    targets: Dict[str, Tuple["caffe_pb2.LayerParameter", Layer]] = {}
     for layer, module in zip(net.layer_params, cast(Iterable[Layer], net.layers)):
-        source = by_name.get(layer.name)
-        if source is None or not len(module.blobs):
-            if source is None and require_all and len(module.blobs):
-                raise InputError(where, f"has no weights for layer '{layer.name}' of {net.source}")
+        targets.setdefault(layer.name, (layer, module))
+    if require_all:
+        given = {source.name for source in weights_param.layer}
+        missing = [name for name, (_, module) in targets.items() if len(module.blobs) and name not in given]
+        if missing:
+            raise InputError(where, f"has no weights for layer '{missing[0]}' of {net.source}")
+    for source in weights_param.layer:
+        if source.name not in targets:
             continue
-        arrays = [_legacy_reshape(b, tuple(t.shape)) for b, t in zip(source.blobs, module.blobs)]
-        arrays += [blob_array(b) for b in source.blobs[len(arrays):]]
+        layer, module = targets[source.name]
+        try:
+            arrays = [_legacy_reshape(b, tuple(t.shape)) for b, t in zip(source.blobs, module.blobs)]
+            arrays += [blob_array(b) for b in source.blobs[len(arrays):]]
+        except ValueError as e:   # more or fewer values than the blob's shape holds (Blob::FromProto)
+            raise InputError(where, f"layer '{source.name}': {e}") from None
         net._set_blobs(layer, module, arrays, where)
 
 
@@ -256,12 +288,15 @@ def _legacy_reshape(blob: "caffe_pb2.BlobProto", target_shape: Shape) -> np.ndar
 
 def net_to_proto(net: Net) -> "caffe_pb2.NetParameter":
     """The .caffemodel content (Net::ToProto): every layer's parameters, as
-    the net was built, with its blobs."""
+    the net was built, with its blobs. A loss layer without `loss_weight`
+    is written with `loss_weight: 1`, as LossLayer::LayerSetUp sets it."""
     out = caffe_pb2.NetParameter(name=net.name)
     for layer, module in zip(net.layer_params, cast(Iterable[Layer], net.layers)):
         copy = out.layer.add()
         copy.CopyFrom(layer)
         del copy.blobs[:]
+        if isinstance(module, LossLayer) and not copy.loss_weight:
+            copy.loss_weight.append(module.default_loss_weight)
         copy.blobs.extend(blob_proto(b.detach().cpu().numpy()) for b in module.blobs)
     return out
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from plaquenet.caffe import caffe_pb2
-from plaquenet.caffe.snapshot import (blob_array, caffemodel_weights, read_caffemodel, read_solverstate,
-                                      weights_net, write_caffemodel, write_solverstate)
+from plaquenet.caffe.snapshot import (blob_array, blob_proto, blob_shape, caffemodel_weights, read_caffemodel,
+                                      read_solverstate, weights_net, write_caffemodel, write_solverstate)
 from plaquenet.errors import InputError
 
 
@@ -28,18 +28,38 @@ def test_caffemodel_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_a_zero_axis_blob_is_written_as_caffe_writes_it():
+    # PReLU's channel_shared slope is a 0-axis blob: Blob::ToProto writes its
+    # one value and no `shape` field (not an empty `shape {}`). These bytes are
+    # real Caffe's, for a slope of 0.3 (pycaffe's net.save, bullseye 1.0.0).
+    caffes = b"*\x04\x9a\x99\x99>"
+    blob = blob_proto(np.array(0.3, np.float32))
+    assert not blob.HasField("shape") and blob.SerializeToString() == caffes
+    back = blob_array(caffe_pb2.BlobProto.FromString(caffes))
+    assert back.shape == () and back.dtype == np.float32 and back == np.float32(0.3)
+    assert blob_shape(caffe_pb2.BlobProto.FromString(caffes)) == ()
+
+
+def test_a_one_element_1d_blob_keeps_its_axis():
+    blob = blob_proto(np.array([0.3], np.float32))
+    assert list(blob.shape.dim) == [1] and blob_array(blob).shape == (1,)
+
+
 def test_legacy_4d_blob_shape():
     blob = caffe_pb2.BlobProto(num=1, channels=1, height=2, width=3, data=[0, 1, 2, 3, 4, 5])
     assert blob_array(blob).shape == (1, 1, 2, 3)
 
 
 def test_solverstate_round_trip(tmp_path):
-    history = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1.5], np.float32)]
+    history = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1.5], np.float32),
+               np.array(-0.5, np.float32)]   # a shared PReLU slope's momentum: 0 axes
     path = tmp_path / "x_iter_7.solverstate"
     write_solverstate(path, 7, "runs/x/x_iter_7.caffemodel", history, current_step=2)
     state = read_solverstate(path)
     assert (state.iter, state.learned_net, state.current_step) == (7, "runs/x/x_iter_7.caffemodel", 2)
+    assert len(state.history) == 3
     for a, b in zip(history, state.history):
+        assert blob_array(b).shape == a.shape
         np.testing.assert_array_equal(a, blob_array(b))
 
 

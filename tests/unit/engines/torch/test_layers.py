@@ -58,6 +58,17 @@ def test_prelu_channel_shared_is_a_scalar_blob():
     assert torch.allclose(y["y"], torch.full((1, 3, 2, 2), -0.1))
 
 
+def test_prelu_channel_shared_gradient_sums_over_every_channel():
+    net = net_of(input_layer((1, 2, 1, 2)) +
+                 'layer { name: "p" type: "PReLU" bottom: "data" top: "y" prelu_param { channel_shared: true } }')
+    slope = net.layers[1].blobs[0]
+    assert tuple(slope.shape) == () and slope.item() == 0.25        # Caffe's default, one for all channels
+    y, _ = net({"data": torch.tensor([[[[-1.0, 2.0]], [[-3.0, 0.0]]]])})
+    np.testing.assert_array_equal(y["y"].detach().numpy().ravel(), [-0.25, 2, -0.75, 0])
+    y["y"].sum().backward()
+    assert slope.grad.shape == () and slope.grad.item() == -4.0      # sum of x where x <= 0, both channels
+
+
 def test_sigmoid_is_caffes_formula():
     net = net_of(input_layer((1, 1, 1, 5)) + 'layer { name: "s" type: "Sigmoid" bottom: "data" top: "p" }')
     x = torch.tensor([-30.0, -1.5, 0.0, 0.7, 12.0]).reshape(1, 1, 1, 5)

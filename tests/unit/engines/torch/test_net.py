@@ -10,11 +10,11 @@ import torch
 
 from plaquenet.caffe import caffe_pb2
 from plaquenet.caffe.prototxt import read_net
-from plaquenet.caffe.snapshot import caffemodel_weights, read_caffemodel
-from plaquenet.engines.torch.net import TEST, TRAIN, Net, load_deploy
+from plaquenet.caffe.snapshot import caffemodel_weights, read_caffemodel, write_caffemodel
+from plaquenet.engines.torch.net import ANONYMOUS_TOP, TEST, TRAIN, Net, load_deploy, net_to_proto
 from plaquenet.engines.torch.train import train
 from plaquenet.errors import InputError
-from tiny_nets import input_layer, net_of, two_conv_deploy
+from tiny_nets import input_layer, net_of, tiny_weights, two_conv_deploy
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -91,3 +91,67 @@ def test_load_deploy_refuses_mismatched_or_corrupt_weights(train_workdir):
     (train_workdir / "bad.caffemodel").write_bytes(b"\x0a\xff\xff garbage")
     with pytest.raises(InputError, match="bad.caffemodel"):
         load_deploy("nets/tiny_deploy.prototxt", "bad.caffemodel")
+
+
+def test_a_shared_prelu_slope_loads_from_caffes_0_axis_blob_and_is_written_back_as_one(tmp_path):
+    # Caffe stores PReLU's channel_shared slope as a 0-axis blob (one value, no
+    # `shape`); np.ascontiguousarray once made it 1-D and the copy failed.
+    deploy = two_conv_deploy(4, 5).replace('top: "conv1" }', 'top: "conv1" prelu_param { channel_shared: true } }')
+    (tmp_path / "deploy.prototxt").write_text(deploy)
+    rng = np.random.default_rng(0)
+    weights = {"conv1": [rng.normal(size=(3, 1, 3, 3)), rng.normal(size=3)], "prelu1": [np.array(-0.3)],
+               "conv2": [rng.normal(size=(1, 3, 3, 3)), rng.normal(size=1)]}
+    write_caffemodel(tmp_path / "w.caffemodel", tiny_weights(weights))
+    assert not read_caffemodel(tmp_path / "w.caffemodel").layer[1].blobs[0].HasField("shape")
+    forward = load_deploy(tmp_path / "deploy.prototxt", tmp_path / "w.caffemodel")
+    slope = forward.net.layers[2].blobs[0]
+    assert tuple(slope.shape) == () and slope.item() == pytest.approx(-0.3)
+
+    image = rng.normal(size=(4, 5)).astype(np.float32)
+    w = {k: [torch.tensor(a, dtype=torch.float32) for a in v] for k, v in weights.items()}
+    x = torch.nn.functional.conv2d(torch.from_numpy(image)[None, None], *w["conv1"], padding=1)
+    x = torch.nn.functional.prelu(x, w["prelu1"][0].reshape(1))
+    expected = torch.sigmoid(torch.nn.functional.conv2d(x, *w["conv2"], padding=1))[0, 0].numpy()
+    np.testing.assert_allclose(forward(image), expected, atol=1e-6)
+    (blob,) = net_to_proto(forward.net).layer[2].blobs
+    assert not blob.HasField("shape") and list(blob.data) == [pytest.approx(-0.3)]
+
+
+LOSSES_WITHOUT_TOPS = (input_layer((2, 1, 1, 2), "x") + input_layer((2, 1, 1, 2), "t") +
+                       'layer { name: "l2" type: "EuclideanLoss" bottom: "x" bottom: "t" }\n'
+                       'layer { name: "xent" type: "SigmoidCrossEntropyLoss" bottom: "x" bottom: "t" '
+                       'loss_weight: 0.5 }\n')
+
+
+def test_a_loss_layer_without_top_gets_caffes_anonymous_top_and_counts_in_the_loss():
+    net = net_of(LOSSES_WITHOUT_TOPS)
+    assert net.top_names[-2:] == [[ANONYMOUS_TOP], [ANONYMOUS_TOP]] == [["(automatic)"]] * 2
+    assert net.loss_weights[-2:] == [[1.0], [0.5]]
+    assert net.outputs == []                       # Caffe: an anonymous top is no net output
+    assert ANONYMOUS_TOP not in net.blob_shapes    # ... nor a bottom for a later layer
+    named = net_of(LOSSES_WITHOUT_TOPS.replace('"t" }', '"t" top: "l2" }').replace('"t" loss', '"t" top: "xe" loss'))
+    feed = {"x": torch.tensor([0.5, -1.0, 2.0, 0.0]).reshape(2, 1, 1, 2),
+            "t": torch.tensor([1.0, 0, 1, 1]).reshape(2, 1, 1, 2)}
+    (_, loss), (blobs, expected) = net(feed), named(feed)
+    assert loss.item() == expected.item() == pytest.approx(blobs["l2"].item() + 0.5 * blobs["xe"].item())
+    # The .caffemodel carries the weight LossLayer::LayerSetUp gives an unweighted loss, and still no top.
+    l2, xent = net_to_proto(net).layer[-2:]
+    assert (list(l2.loss_weight), list(xent.loss_weight), list(l2.top), list(xent.top)) == ([1.0], [0.5], [], [])
+
+
+def test_an_anonymous_top_is_no_bottom_for_a_later_layer():
+    with pytest.raises(InputError, match=r"layer 's' \(Sigmoid\): bottom '\(automatic\)' is not a top of any"):
+        net_of(LOSSES_WITHOUT_TOPS + 'layer { name: "s" type: "Sigmoid" bottom: "(automatic)" top: "s" }')
+
+
+@pytest.mark.parametrize("layer, message", [
+    ('layer { name: "s" type: "Sigmoid" bottom: "x" }', r"layer 's' \(Sigmoid\): 0 tops given, the layer produces 1"),
+    ('layer { name: "l" type: "EuclideanLoss" bottom: "x" bottom: "t" top: "a" top: "b" }',
+     r"layer 'l' \(EuclideanLoss\): 2 tops given, the layer produces 1"),
+    ('layer { name: "l" type: "EuclideanLoss" bottom: "x" bottom: "t" loss_weight: 1 loss_weight: 2 }',
+     r"layer 'l' \(EuclideanLoss\): 2 loss_weight values for 1 tops"),
+])
+def test_a_layer_with_the_wrong_number_of_tops_is_refused(layer, message):
+    # Layer::CheckBlobCounts and SetLossWeights: Caffe stops on these too.
+    with pytest.raises(InputError, match=message):
+        net_of(input_layer((2, 1, 1, 2), "x") + input_layer((2, 1, 1, 2), "t") + layer)
