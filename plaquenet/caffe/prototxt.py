@@ -1,8 +1,14 @@
 """prototxt files (protobuf text format) in and out, through protobuf's own
-`text_format`: a net (`NetParameter`) or a solver (`SolverParameter`)."""
+`text_format`: a net (`NetParameter`) or a solver (`SolverParameter`).
 
+Read as Caffe reads them (src/caffe/util/io.cpp ReadProtoFromTextFile calls
+protobuf's TextFormat::Parse): a field that is not repeated given twice is an
+error, not "the last one wins" (that is text_format.Merge); a solver is then
+upgraded as upgrade_proto.cpp's ReadSolverParamsFromTextFileOrDie does."""
+
+import re
 from pathlib import Path
-from typing import Type, TypeVar
+from typing import Optional, Type, TypeVar
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
@@ -16,10 +22,11 @@ M = TypeVar("M", bound=Message)
 
 
 def parse_prototxt(text: str, message: M, source: PathLike = "<string>") -> M:
-    """Merge prototxt `text` into `message` and return it. A syntax error is an
-    InputError "SOURCE:LINE:COLUMN: problem"."""
+    """Parse prototxt `text` into the empty `message` and return it, as
+    TextFormat::Parse does. A syntax error, or a field that is not repeated
+    given twice, is an InputError "SOURCE:LINE:COLUMN: problem"."""
     try:
-        text_format.Merge(text, message)
+        text_format.Parse(text, message)
     except text_format.ParseError as e:
         raise InputError(_where(source, e), _problem(e)) from None
     return message
@@ -40,8 +47,23 @@ def read_net(path: PathLike) -> "caffe_pb2.NetParameter":
     return read_prototxt(path, caffe_pb2.NetParameter)
 
 
+# upgrade_proto.cpp UpgradeSolverType: the old enum's values as `type` strings.
+_SOLVER_TYPE_NAMES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad", "RMSPROP": "RMSProp",
+                      "ADADELTA": "AdaDelta", "ADAM": "Adam"}
+
+
 def read_solver(path: PathLike) -> "caffe_pb2.SolverParameter":
-    return read_prototxt(path, caffe_pb2.SolverParameter)
+    """A solver prototxt as Caffe reads it: the deprecated `solver_type` enum
+    is upgraded to the string `type` (UpgradeSolverType); both given is an
+    InputError, as Caffe's CHECK there."""
+    param = read_prototxt(path, caffe_pb2.SolverParameter)
+    if param.HasField("solver_type"):
+        if param.HasField("type"):
+            raise InputError(field_location(path, "solver_type"),
+                             "give the solver's type or the old solver_type, not both (Caffe refuses both)")
+        param.type = _SOLVER_TYPE_NAMES[caffe_pb2.SolverParameter.SolverType.Name(param.solver_type)]
+        param.ClearField("solver_type")
+    return param
 
 
 def prototxt_text(message: Message) -> str:
@@ -53,6 +75,38 @@ def write_prototxt(path: PathLike, message: Message) -> None:
     """Write `message` as a prototxt file, atomically."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(prototxt_text(message))
+
+
+# A prototxt token: a comment, a quoted string, a name or number, or one other character.
+_TOKEN = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[\w.+-]+|\S""")
+
+
+def field_line(text: str, field: str) -> Optional[int]:
+    """The line (from 1) where the top-level `field` is first given in prototxt
+    `text`; None if it is not (fields of nested messages do not count)."""
+    depth, previous = 0, ""
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token in ("{", "<"):
+            depth += 1
+        elif token in ("}", ">"):
+            depth -= 1
+        elif depth == 0 and token == field and previous != ":":
+            return text.count("\n", 0, match.start()) + 1
+        if not token.startswith("#"):
+            previous = token
+    return None
+
+
+def field_location(path: PathLike, field: str) -> str:
+    """Where the top-level `field` is in the prototxt file at `path`, as
+    PATH:LINE, for errors found after parsing; PATH alone where the file or the
+    field is not found."""
+    try:
+        line = field_line(Path(path).read_text(), field)
+    except (OSError, UnicodeDecodeError):
+        line = None
+    return f"{path}:{line}" if line else str(path)
 
 
 def _where(source: PathLike, error: text_format.ParseError) -> str:
@@ -67,4 +121,8 @@ def _problem(error: text_format.ParseError) -> str:
     head, sep, rest = problem.partition(" : ")
     if sep and head.replace(":", "").isdigit():
         problem = rest
+    # A field given twice, in the words of Caffe's (C++) parser.
+    twice = re.fullmatch(r'Message type "(.*)" should not have multiple "(.*)" fields\.', problem)
+    if twice:
+        problem = f'Non-repeated field "{twice.group(2)}" is specified multiple times (in {twice.group(1)})'
     return problem.replace("plaquenet.caffe.", "caffe.")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ...caffe.prototxt import field_location
 from ...errors import InputError
 from ...typing import PathLike
 from .net import Learnable
@@ -60,6 +61,10 @@ def check_solver(param: "caffe_pb2.SolverParameter", source: PathLike) -> None:
         raise InputError(source, "snapshot_diff is not supported (snapshots hold the weights only)")
     if param.iter_size < 1 or param.average_loss < 1:
         raise InputError(source, "iter_size and average_loss must be >= 1")
+    if param.test_iter and param.test_interval <= 0:
+        # Solver::InitTestNets: CHECK_GT(test_interval, 0) once there is a test net.
+        raise InputError(field_location(source, "test_iter"),
+                         "test_iter gives a test net, so test_interval must be > 0 (Caffe refuses it otherwise)")
 
 
 def learning_rate(param: "caffe_pb2.SolverParameter", it: int, current_step: int = 0) -> Tuple[float, int]:

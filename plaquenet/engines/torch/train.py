@@ -69,9 +69,8 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
               state=param.train_state if param.HasField("train_state") else None, channels_last=channels_last)
     test_nets = _test_nets(param, solver_path, net, dev, seed, conv, channels_last)
     state = new_state(param, net.learnable)
-    finetune = str(weights).split(",") if weights else []
-    for w in finetune:
-        copy_trained_layers(net, read_caffemodel(w), w)
+    finetune = _weight_files(weights)
+    _finetune(finetune, [net] + [test for test, _ in test_nets])
     if snapshot is not None:
         _restore(snapshot, net, state)
 
@@ -93,6 +92,27 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
         last, loss = _solve(param, net, test_nets, state, prefix, log, table,
                             _Estimate(state.iter, param.max_iter, str(dev), on_estimate))
     return TrainResult(run_dir, last, state.iter, loss, time.perf_counter() - started)
+
+
+def _weight_files(weights: Optional[PathLike]) -> List[str]:
+    """`--weights a.caffemodel,b.caffemodel` as Caffe's LoadNetWeights splits
+    it: at every comma, each name trimmed (an empty one names no file)."""
+    if not weights:
+        return []
+    names = [name.strip() for name in str(weights).split(",")]
+    if "" in names:
+        raise InputError(None, f"--weights '{weights}' has an empty file name")
+    return names
+
+
+def _finetune(files: List[str], nets: List[Net]) -> None:
+    """Copy each file's layers into each net, in turn (Caffe's LoadNetWeights
+    into the train net, then into every test net: a layer that only a test net
+    has gets the weights too; later files overwrite earlier ones)."""
+    models = [(f, read_caffemodel(f)) for f in files]
+    for net in nets:
+        for f, model in models:
+            copy_trained_layers(net, model, f)
 
 
 # --- the loop (Solver::Solve and Solver::Step) ------------------------------

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from plaquenet.caffe import caffe_pb2
-from plaquenet.caffe.prototxt import parse_prototxt, read_net, read_solver, write_prototxt
+from plaquenet.caffe.prototxt import field_line, parse_prototxt, read_net, read_solver, write_prototxt
 from plaquenet.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -78,3 +78,49 @@ def test_paper_prototxt_files():
     demo = read_solver(PROTOTXT / "solver_demo.prototxt")
     assert demo.net == paper.net and demo.snapshot_prefix == "runs/demo/plaquenet"
     assert 0 < demo.max_iter < paper.max_iter
+
+
+# --- what Caffe's parser refuses and accepts -----------------------------------
+# Caffe reads prototxt with protobuf's TextFormat::Parse (src/caffe/util/io.cpp),
+# not Merge: a field that is not repeated may be given once.
+
+@pytest.mark.parametrize("text, line, field", [
+    ('base_lr: 0.1\nlr_policy: "fixed"\nbase_lr: 0.2\n', 3, "base_lr"),
+    ('train_state { level: 1 }\n\ntrain_state { level: 2 }\n', 3, "train_state"),
+    ('net_param {\n  layer { name: "a"\n          name: "b" } }\n', 3, "name"),
+])
+def test_a_field_given_twice_is_refused_at_its_line(tmp_path, text, line, field):
+    path = tmp_path / "solver.prototxt"
+    path.write_text(text)
+    with pytest.raises(InputError) as e:
+        read_solver(path)
+    assert str(e.value).startswith(f"{path}:{line}:")
+    assert f'Non-repeated field "{field}" is specified multiple times' in str(e.value)
+
+
+def test_repeated_fields_may_be_given_many_times():
+    param = parse_prototxt('test_iter: 1 test_iter: 2 stepvalue: 10 stepvalue: [20, 30]\n'
+                           'test_state { stage: "a" stage: "b" } test_state { }', caffe_pb2.SolverParameter())
+    assert list(param.test_iter) == [1, 2] and list(param.stepvalue) == [10, 20, 30]
+    assert list(param.test_state[0].stage) == ["a", "b"] and len(param.test_state) == 2
+
+
+def test_old_solver_type_is_upgraded_to_type(tmp_path):
+    path = tmp_path / "solver.prototxt"
+    path.write_text("base_lr: 0.1\nsolver_type: ADAGRAD\n")
+    param = read_solver(path)
+    assert param.type == "AdaGrad" and not param.HasField("solver_type")
+
+
+def test_old_solver_type_and_type_together_are_refused_at_the_old_one(tmp_path):
+    path = tmp_path / "solver.prototxt"
+    path.write_text('# solver_type: SGD\ntype: "SGD"\nnet_param { layer { type: "Input" } }\nsolver_type: SGD\n')
+    with pytest.raises(InputError, match="not both") as e:
+        read_solver(path)
+    assert str(e.value).startswith(f"{path}:4: ")
+
+
+def test_field_line_skips_comments_strings_and_nested_fields():
+    text = '# test_iter: 1\nnet: "test_iter"\nnet_param { test_iter: 3 }\ntest_interval: 2\ntest_iter: 4\n'
+    assert field_line(text, "test_iter") == 5
+    assert field_line(text, "max_iter") is None
