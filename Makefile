@@ -57,7 +57,7 @@ train: venv
 score: venv
 	$(PN) score --snapshot $(RUN) --engine $(ENGINE) --device $(DEVICE) --force
 
-# The suite, conformance tests against real Caffe 1.0 included: as root the
+# The suite, conformance tests against real Caffe included: as root the
 # Caffe root is built first (once, ~1 min); otherwise those tests skip.
 test: $(VENV)/.test-installed
 	$(BIN)/python -m mypy plaquenet
@@ -65,12 +65,12 @@ test: $(VENV)/.test-installed
 	else echo "not root: the conformance tests against real Caffe will skip"; fi
 	PLAQUENET_CAFFE_ROOT=$(abspath $(CAFFE_ROOT)) $(BIN)/python -m pytest -q tests
 
-# Speed, side by side with real Caffe 1.0 when its root exists (see bench/).
+# Speed, side by side with real Caffe when its root exists (see bench/).
 bench: venv
 	$(BIN)/python bench/bench_engine.py --caffe-root $(CAFFE_ROOT)
 	$(BIN)/python bench/bench_tiles.py
 
-# Real Caffe 1.0 (CPU, Debian bullseye) in a folder, for the conformance tests
+# Real Caffe (Debian bullseye's 1.0.0+git20180821.99bd997, CPU) in a folder, for the conformance tests
 # and side-by-side benchmarks; needs root.
 caffe-root:
 	tools/make_caffe_root.sh $(CAFFE_ROOT)

@@ -1,4 +1,4 @@
-"""Real Caffe 1.0 and our torch engine side by side, in one run on the same cores.
+"""Real Caffe (Debian's 1.0.0+git20180821.99bd997) and our torch engine side by side, in one run on the same cores.
 
     .venv/bin/python bench/bench_engine.py [--caffe-root build/caffe-root] [--iters 5] [--scans 5]
 
@@ -179,7 +179,7 @@ def main():
         os.chdir(cwd)
         theirs = caffe_figures(args.caffe_root.resolve(), work, args.iters, args.scans)
 
-    rows = [("torch engine", ours)] + ([("real Caffe 1.0", theirs)] if theirs else [])
+    rows = [("torch engine", ours)] + ([("real Caffe", theirs)] if theirs else [])
     print(f"\n{'':16} {'s/iteration':>12} {'GFLOP/s':>8} {'s/scan':>8} {'GFLOP/s':>8}")
     for name, (it, sc) in rows:
         share = (f"   ({100 * gflop_iter / it / peak:.0f}% / {100 * gflop_scan / sc / peak:.0f}% of peak)"

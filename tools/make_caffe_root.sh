@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build a Debian bullseye root holding real Caffe 1.0 (CPU, OpenBLAS) and pycaffe
+# Build a Debian bullseye root holding real Caffe (Debian's 1.0.0+git20180821.99bd997; CPU, OpenBLAS) and pycaffe
 # on Python 3.9: the oracle the conformance tests compare our engine against, and
 # the base of the Docker image. Needs root and mmdebstrap (apt-get install
 # mmdebstrap); about 30-60 s and 750 MB. Run it with `chroot ROOT python3 ...`.

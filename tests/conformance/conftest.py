@@ -1,4 +1,4 @@
-"""Real Caffe 1.0 as the oracle: a Debian bullseye root (tools/make_caffe_root.sh,
+"""Real Caffe as the oracle (Debian's 1.0.0+git20180821.99bd997, docs/CAFFE_ORACLE.md): a Debian bullseye root (tools/make_caffe_root.sh,
 `make caffe-root`) in which tools/caffe_reference.py runs under chroot.
 
 Where the root is missing, or we are not root (chroot needs it), these tests

@@ -1,4 +1,4 @@
-"""The foundation's files, read by real Caffe 1.0: the prototxt files parse and
+"""The foundation's files, read by real Caffe: the prototxt files parse and
 build, the tiles stage's HDF5 files feed Caffe's HDF5Data the rows we think,
 and a .caffemodel written by us gives, in pycaffe, the same full-scan output
 as our engine."""

@@ -1,4 +1,4 @@
-"""Two corners of Caffe's net format, against real Caffe 1.0 (pycaffe and
+"""Two corners of Caffe's net format, against real Caffe (pycaffe and
 `caffe train` in the Caffe root compute every reference at test time).
 
 1. PReLU `channel_shared: true`. Caffe keeps the one slope in a 0-axis blob

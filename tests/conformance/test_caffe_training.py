@@ -1,4 +1,4 @@
-"""Training in the torch engine against real Caffe 1.0 (pycaffe and `caffe
+"""Training in the torch engine against real Caffe (pycaffe and `caffe
 train` in the Caffe root compute every reference at test time).
 
 A small net of the paper's family (HDF5Data, padded Convolution, PReLU,

@@ -1,4 +1,5 @@
-"""Caffe 1.0's weight fillers (include/caffe/filler.hpp) on torch tensors.
+"""Caffe's weight fillers (include/caffe/filler.hpp, as in the 1.0 tag; the oracle, Debian's
+1.0.0+git20180821.99bd997, differs on 0-axis blobs and the bilinear filler: docs/CAFFE_ORACLE.md) on torch tensors.
 
 The distributions and fan formulas are Caffe's; the random numbers are not
 (Caffe draws from boost's mt19937), so two engines are compared by loading the

@@ -1,4 +1,4 @@
-"""Caffe 1.0 layer types as torch modules, one builder per type in `LAYERS`.
+"""Caffe layer types as torch modules, one builder per type in `LAYERS`.
 
 A builder gets the LayerParameter, the bottom shapes and a `Build` context,
 and returns the module and its top shapes. A module keeps its learnable blobs
@@ -169,7 +169,7 @@ def build_relu(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape], build: B
 
 
 class _CaffeSigmoid(torch.autograd.Function):
-    """Caffe 1.0's sigmoid `0.5 * tanh(0.5 * x) + 0.5` and its backward
+    """Caffe's sigmoid `0.5 * tanh(0.5 * x) + 0.5` and its backward
     `dy * y * (1. - y)`. The C++ double literals make both evaluate in double
     and round once to float; so do we (one channel: the cost is nil)."""
 
@@ -294,7 +294,7 @@ def build_sigmoid_cross_entropy_loss(layer: "caffe_pb2.LayerParameter", bottoms:
     if math.prod(a) != math.prod(b):
         raise ValueError(f"bottoms {a} and {b} must have the same count")
     p = layer.loss_param
-    # Caffe 1.0 (checked against the Debian bullseye build): unlike the other
+    # Caffe (checked against the Debian bullseye build, the oracle): unlike the other
     # losses, an unset `normalization` means BATCH_SIZE here (the layer's old
     # divide-by-num), not the field's declared default VALID; the legacy
     # `normalize: true/false` means VALID/BATCH_SIZE. The divisor is at least 1.

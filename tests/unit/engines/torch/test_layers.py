@@ -122,7 +122,7 @@ SCE_T = torch.tensor([[[[0.0, 1.0, 1.0]]], [[[1.0, -1.0, 0.0]]]])   # -1: ignore
 
 
 @pytest.mark.parametrize("loss_param, divisor, ignored", [
-    ("", 2, False),                                                # unset: BATCH_SIZE (Caffe 1.0, measured)
+    ("", 2, False),                                                # unset: BATCH_SIZE (the oracle, measured)
     ("loss_param { normalization: VALID }", 6, False),             # no ignore_label: every element
     ("loss_param { normalization: FULL ignore_label: -1 }", 6, True),
     ("loss_param { normalization: NONE }", 1, False),
