@@ -127,6 +127,10 @@ def _add_train(sub: "SubParsers") -> None:
                    help=f"solver prototxt, e.g. {paths.PAPER_SOLVER} (the paper's SGD)")
     p.add_argument("--weights", type=Path, default=None, help="initial .caffemodel to fine-tune from")
     p.add_argument("--snapshot", type=Path, default=None, help=".solverstate to resume from")
+    p.add_argument("--level", type=int, default=0,
+                   help="the train net's NetState level, as `caffe train --level`")
+    p.add_argument("--stage", action="append", default=None, metavar="NAME",
+                   help="a NetState stage of the train net, as `caffe train --stage` (repeatable)")
     _engine_and_device(p)
     p.add_argument("--force", action="store_true",
                    help="replace an earlier run's snapshots, train.log and train.csv in the run folder "
@@ -137,7 +141,7 @@ def _run_train(args: argparse.Namespace) -> None:
     from .train import train
 
     print(train(args.solver, engine=args.engine, weights=args.weights, snapshot=args.snapshot,
-                device=args.device, force=args.force))
+                device=args.device, force=args.force, level=args.level, stages=args.stage or ()))
 
 
 # --- score -----------------------------------------------------------------

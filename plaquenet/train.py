@@ -5,7 +5,8 @@
     train(solver, snapshot="runs/paper/plaquenet_iter_500.solverstate")   # resume
 
 The solver names everything (the train net, the schedule, `snapshot_prefix`,
-whose folder is the run folder); paths in it are relative to the working
+whose folder is the run folder; `engines.run.effective_snapshot_prefix` reads
+it as Caffe does, unset or a directory); paths in it are relative to the working
 directory, as in Caffe. This stage adds what `caffe train` does not: it
 refuses to write over an earlier run (unless `force`, which first removes that
 run's snapshots, train.log and train.csv, or a resume from one of its
@@ -13,13 +14,15 @@ snapshots), and it prints how long the schedule will take once the first
 iterations are timed (`engines.run.estimate_line`).
 """
 
+import glob
+import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 from .caffe.prototxt import read_solver
 from .engines import get_engine
-from .engines.run import TrainResult
+from .engines.run import TrainResult, effective_snapshot_prefix, snapshot_folder
 from .errors import InputError
 from .typing import PathLike
 
@@ -28,17 +31,19 @@ RUN_FILES = ("train.log", "train.csv")
 
 def train(solver: PathLike, engine: str = "torch", weights: Optional[PathLike] = None,
           snapshot: Optional[PathLike] = None, device: str = "cpu", force: bool = False,
-          on_estimate: Optional[Callable[[str], None]] = None, **options: Any) -> TrainResult:
+          on_estimate: Optional[Callable[[str], None]] = None, level: int = 0, stages: Sequence[str] = (),
+          **options: Any) -> TrainResult:
     """Train with `engine` ("torch" or "caffe"); see the module docstring.
+    `level` and `stages` are `caffe train`'s --level and --stage: the train
+    net's NetState level and extra stages (no stages: one empty stage ""),
+    overriding the solver's train_state as `caffe train` does.
     `on_estimate` gets the time estimate (default: printed to stderr);
     `options` go to the engine (torch: conv, channels_last)."""
     solver = Path(solver)
     chosen = get_engine(engine)
     device = chosen.check_device(device)
     param = read_solver(solver)
-    if not param.snapshot_prefix:
-        raise InputError(solver, "snapshot_prefix is not set")
-    earlier = earlier_run_files(Path(param.snapshot_prefix))
+    earlier = earlier_run_files(effective_snapshot_prefix(param, solver))
     if earlier and snapshot is None:
         if not force:
             raise InputError(earlier[0].parent, f"holds an earlier run ({earlier[0].name}, ...): resume it with "
@@ -46,15 +51,17 @@ def train(solver: PathLike, engine: str = "torch", weights: Optional[PathLike] =
         for path in earlier:
             path.unlink()
     report = on_estimate or (lambda line: print(f"plaquenet train: {line}", file=sys.stderr, flush=True))
-    return chosen.train(solver, weights=weights, snapshot=snapshot, device=device, on_estimate=report, **options)
+    return chosen.train(solver, weights=weights, snapshot=snapshot, device=device, on_estimate=report,
+                        level=level, stages=list(stages), **options)
 
 
-def earlier_run_files(snapshot_prefix: Path) -> List[Path]:
-    """What a run with this `snapshot_prefix` would write over: its snapshots,
-    train.log and train.csv (nothing else of the run folder is touched)."""
-    folder = snapshot_prefix.parent
+def earlier_run_files(snapshot_prefix: PathLike) -> List[Path]:
+    """What a run with this (effective) `snapshot_prefix` would write over: its
+    snapshots, train.log and train.csv (nothing else of the run folder is touched)."""
+    folder = snapshot_folder(str(snapshot_prefix))
     if not folder.is_dir():
         return []
+    name = glob.escape(os.path.basename(snapshot_prefix))
     snapshots = [p for pattern in ("_iter_*.caffemodel", "_iter_*.solverstate")
-                 for p in folder.glob(snapshot_prefix.name + pattern)]
+                 for p in folder.glob(name + pattern)]
     return sorted(snapshots + [folder / name for name in RUN_FILES if (folder / name).is_file()])

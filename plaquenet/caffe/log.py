@@ -1,11 +1,13 @@
-"""`caffe train`'s log, line for line: glog's prefix and Caffe 1.0's messages,
+"""`caffe train`'s log, line for line: glog's prefix and Caffe's messages,
 so that BVLC's tools/extra/parse_log.py (and anything else written for Caffe
 logs) reads our train.log.
 
 A glog line is `I1124 01:02:03.456789 12345 solver.cpp:218] message`:
 severity, month and day, local time to the microsecond, thread id (width 5),
-and the source file and line of Caffe 1.0 that prints the message. Numbers
-are printed like C++'s `ostream << float` (6 significant digits, %g)."""
+and the source file and line that prints the message, as the oracle prints
+them (BVLC master 99bd997, docs/CAFFE_ORACLE.md: the 1.0 tag has other line
+numbers). Numbers are printed like C++'s `ostream << float` (6 significant
+digits, %g)."""
 
 import datetime
 import re
@@ -55,61 +57,68 @@ class CaffeLog:
 
     # --- start ---------------------------------------------------------------
     def solver_parameters(self, solver_text: str) -> None:
-        self.info("solver.cpp:44", "Initializing solver from parameters: \n" + solver_text.rstrip("\n"))
+        self.info("solver.cpp:45", "Initializing solver from parameters: \n" + solver_text.rstrip("\n"))
 
     def training_net(self, net_file: str) -> None:
-        self.info("solver.cpp:88", f"Creating training net from net file: {net_file}")
+        # The tag of a LOG_IF whose message is on its next line is the LOG_IF's line.
+        self.info("solver.cpp:102", f"Creating training net from net file: {net_file}")
 
     def finetuning(self, weights: str) -> None:
-        self.info("caffe.cpp:155", f"Finetuning from {weights}")
+        """Once per file and per net (LoadNetWeights, as each net is built)."""
+        self.info("solver.cpp:72", f"Finetuning from {weights}")
 
     def resuming(self, solverstate: str) -> None:
-        self.info("caffe.cpp:242", f"Resuming from {solverstate}")
+        self.info("caffe.cpp:235", f"Resuming from {solverstate}")
+
+    def restoring_history(self) -> None:
+        """SGDSolver::RestoreSolverStateFromBinaryProto, after the iteration and
+        weights, before the history (every solver type is an SGDSolver)."""
+        self.info("sgd_solver.cpp:336", "SGDSolver: restoring history")
 
     def solving(self, net_name: str, lr_policy: str) -> None:
-        self.info("caffe.cpp:248", "Starting Optimization")
-        self.info("solver.cpp:272", f"Solving {net_name}")
-        self.info("solver.cpp:273", f"Learning Rate Policy: {lr_policy}")
-
-    def restoring(self, solverstate: str) -> None:
-        self.info("solver.cpp:279", f"Restoring previous solver status from {solverstate}")
+        self.info("caffe.cpp:239", "Starting Optimization")
+        self.info("solver.cpp:289", f"Solving {net_name}")
+        self.info("solver.cpp:290", f"Learning Rate Policy: {lr_policy}")
 
     # --- every `display` iterations --------------------------------------------
     def iteration(self, it: int, iters_per_s: float, seconds: float, display: int, smoothed_loss: float) -> None:
-        self.info("solver.cpp:218", f"Iteration {it} ({cpp_number(iters_per_s)} iter/s, "
+        self.info("solver.cpp:239", f"Iteration {it} ({cpp_number(iters_per_s)} iter/s, "
                                     f"{cpp_number(seconds)}s/{display} iters), loss = {cpp_number(smoothed_loss)}")
 
     def net_outputs(self, outputs: Sequence[Tuple[str, float, float]], test: bool = False) -> None:
         """One line per output value: (blob name, value, loss weight)."""
-        source, kind = ("solver.cpp:397", "Test") if test else ("solver.cpp:237", "Train")
+        source, kind = ("solver.cpp:414", "Test") if test else ("solver.cpp:258", "Train")
         for k, (name, value, weight) in enumerate(outputs):
             loss = f" (* {cpp_number(weight)} = {cpp_number(weight * value)} loss)" if weight else ""
             self.info(source, f"    {kind} net output #{k}: {name} = {cpp_number(value)}{loss}")
 
     def learning_rate(self, it: int, rate: float) -> None:
-        self.info("sgd_solver.cpp:105", f"Iteration {it}, lr = {cpp_number(rate)}")
+        self.info("sgd_solver.cpp:112", f"Iteration {it}, lr = {cpp_number(rate)}")
 
     def testing(self, it: int, test_net: int) -> None:
-        self.info("solver.cpp:330", f"Iteration {it}, Testing net (#{test_net})")
+        self.info("solver.cpp:347", f"Iteration {it}, Testing net (#{test_net})")
+
+    def test_loss(self, loss: float) -> None:
+        self.info("solver.cpp:401", f"Test loss: {cpp_number(loss)}")
 
     def multistep(self, it: int, step: int) -> None:
-        self.info("sgd_solver.cpp:46", f"MultiStep Status: Iteration {it}, step = {step}")
+        self.info("sgd_solver.cpp:50", f"MultiStep Status: Iteration {it}, step = {step}")
 
     def clipping(self, norm: float, clip: float, scale: float) -> None:
-        self.info("sgd_solver.cpp:92", f"Gradient clipping: scaling down gradients (L2 norm "
+        self.info("sgd_solver.cpp:99", f"Gradient clipping: scaling down gradients (L2 norm "
                                        f"{cpp_number(norm)} > {cpp_number(clip)}) by scale factor {cpp_number(scale)}")
 
     # --- snapshots and the end -------------------------------------------------
     def snapshot(self, caffemodel: str, solverstate: str) -> None:
-        self.info("solver.cpp:447", f"Snapshotting to binary proto file {caffemodel}")
-        self.info("sgd_solver.cpp:273", f"Snapshotting solver state to binary proto file {solverstate}")
+        self.info("solver.cpp:464", f"Snapshotting to binary proto file {caffemodel}")
+        self.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file {solverstate}")
 
     def final_loss(self, it: int, smoothed_loss: float) -> None:
-        self.info("solver.cpp:310", f"Iteration {it}, loss = {cpp_number(smoothed_loss)}")
+        self.info("solver.cpp:327", f"Iteration {it}, loss = {cpp_number(smoothed_loss)}")
 
     def done(self) -> None:
-        self.info("solver.cpp:315", "Optimization Done.")
-        self.info("caffe.cpp:259", "Optimization Done.")
+        self.info("solver.cpp:332", "Optimization Done.")
+        self.info("caffe.cpp:250", "Optimization Done.")
 
 
 def caffe_log_losses(lines: Iterable[str]) -> List[Tuple[int, float]]:

@@ -82,15 +82,25 @@ def write_binary_proto(path: PathLike, message: Message) -> None:
 
 # --- .caffemodel -----------------------------------------------------------
 
-def read_caffemodel(path: PathLike) -> "caffe_pb2.NetParameter":
+def read_caffemodel(path: PathLike, empty_ok: bool = False) -> "caffe_pb2.NetParameter":
     """The NetParameter of a binary .caffemodel; InputError if it is corrupt
-    or holds no layer."""
+    or holds no layer. With `empty_ok` (`--weights`), a file with no layer and
+    nothing else we do not know (an empty, 0-byte file) is returned as it is:
+    Caffe's CopyTrainedLayersFrom copies nothing from it and goes on. A V1 file
+    (field 2, `layers`, unknown here) is refused either way."""
     if str(path).endswith(".h5"):
         raise InputError(path, "HDF5 snapshots (.caffemodel.h5) are not supported yet")
     net = read_binary_proto(path, caffe_pb2.NetParameter)
-    if not net.layer:
+    if not net.layer and not (empty_ok and _no_unknown_fields(net)):
         raise InputError(path, "holds no layers (not a .caffemodel, or Caffe's old V1 format)")
     return net
+
+
+def _no_unknown_fields(message: Message) -> bool:
+    known = type(message)()
+    known.CopyFrom(message)
+    known.DiscardUnknownFields()
+    return known.ByteSize() == message.ByteSize()
 
 
 def caffemodel_weights(net: "caffe_pb2.NetParameter") -> Dict[str, List[np.ndarray]]:

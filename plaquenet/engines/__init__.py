@@ -38,7 +38,9 @@ class Engine(Protocol):
               **options: Any) -> TrainResult:
         """`caffe train --solver=S [--weights=W | --snapshot=S]`; snapshots and
         train.log in the folder of the solver's snapshot_prefix. `on_estimate`
-        gets the time the schedule will take; `options` are the engine's own."""
+        gets the time the schedule will take; `options` are the engine's own,
+        plus, in both engines, `level` (int) and `stages` (list of str):
+        `caffe train`'s --level and --stage."""
 
     def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
         """forward(image_hw) through the deploy net with the snapshot's weights."""

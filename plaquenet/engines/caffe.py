@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class CaffeEngine:
     def train(self, solver: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
               device: str = "cpu", on_estimate: Optional[Callable[[str], None]] = None,
               **options: Any) -> TrainResult:
-        """`options`: caffe_bin."""
+        """`options`: caffe_bin, level, stages."""
         return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device),
                      on_estimate=on_estimate, **options)
 
@@ -69,8 +69,10 @@ class CaffeEngine:
 
 def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
           device: str = "cpu", caffe_bin: str = "caffe",
-          on_estimate: Optional[Callable[[str], None]] = None) -> TrainResult:
-    """Run `caffe train --solver=S [--weights=W | --snapshot=S] [--gpu=N]` in the
+          on_estimate: Optional[Callable[[str], None]] = None, level: int = 0,
+          stages: Sequence[str] = ()) -> TrainResult:
+    """Run `caffe train --solver=S [--weights=W | --snapshot=S] [--gpu=N]
+    [--level=L] [--stage=a,b]` in the
     working directory (paths in the solver are relative to it, as always);
     the solver and net are copied into the run folder first, Caffe's log is
     teed to RUN_DIR/train.log (appended when resuming). InputError when the
@@ -89,7 +91,7 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
         command.append(f"--weights={weights}")
     if snapshot:
         command.append(f"--snapshot={snapshot}")
-    command += _device_flags(device)
+    command += _device_flags(device) + _state_flags(level, stages)
     estimate = _rate_watcher(param.max_iter, parse_device(device), on_estimate)
     lines = _run_teed(command, run_dir / "train.log", append=snapshot is not None, watch=estimate)
     if lines.returncode != 0:
@@ -191,6 +193,13 @@ def _result(run_dir: Path, lines: List[str], seconds: float) -> TrainResult:
     if losses:
         iterations = max(iterations, losses[-1][0])
     return TrainResult(run_dir, last, iterations, losses[-1][1] if losses else None, seconds)
+
+
+def _state_flags(level: int, stages: Sequence[str]) -> List[str]:
+    """--level and --stage, only where they differ from Caffe's defaults (0, "")."""
+    flags = [f"--level={level}"] if level else []
+    stage = ",".join(stages)
+    return flags + ([f"--stage={stage}"] if stage else [])
 
 
 def _device_flags(device: str) -> List[str]:

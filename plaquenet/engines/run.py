@@ -7,6 +7,7 @@ before long runs, and the result record.
     run_dir, net_file = prepare_run_dir(param, solver_path)
 """
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,8 @@ def prepare_run_dir(param: "caffe_pb2.SolverParameter", solver_path: PathLike) -
     solver, its train net file and that net's deploy net (`deploy_beside`:
     score and segment then find it from any working directory) into it;
     return (run folder, net file or None)."""
-    if not param.snapshot_prefix:
-        raise InputError(solver_path, "snapshot_prefix is not set")
     _, net_file = train_net(param, solver_path)
-    run_dir = Path(param.snapshot_prefix).parent
+    run_dir = snapshot_folder(effective_snapshot_prefix(param, solver_path))
     run_dir.mkdir(parents=True, exist_ok=True)
     copy_into(solver_path, run_dir)
     if net_file:
@@ -66,6 +65,28 @@ def prepare_run_dir(param: "caffe_pb2.SolverParameter", solver_path: PathLike) -
         if deploy:
             copy_into(deploy, run_dir)
     return run_dir, net_file
+
+
+def effective_snapshot_prefix(param: "caffe_pb2.SolverParameter", solver_path: PathLike) -> str:
+    """`snapshot_prefix` as the oracle reads it (99bd997's UpgradeSnapshotPrefixProperty,
+    upgrade_proto.cpp:1100-1116; Caffe 1.0 takes it as written): unset, the solver
+    file's path without its extension (`solvers/a.prototxt` -> `solvers/a`); naming an
+    existing directory, that directory joined with the solver file's stem (`out` ->
+    `out/a`); else as written. Relative paths are relative to the working directory.
+    Boost filesystem v3's extension is everything from the file name's last dot."""
+    solver = str(solver_path)
+    name = os.path.basename(solver)
+    stem = name if name in (".", "..") or "." not in name else name[:name.rindex(".")]
+    if not param.HasField("snapshot_prefix"):
+        return solver[:len(solver) - len(name)] + stem
+    if os.path.isdir(param.snapshot_prefix):
+        return os.path.join(param.snapshot_prefix, stem)
+    return param.snapshot_prefix
+
+
+def snapshot_folder(prefix: str) -> Path:
+    """The folder snapshots `<prefix>_iter_<N>.*` are written to (`out/` -> out)."""
+    return Path(os.path.dirname(prefix) or ".")
 
 
 def estimate_line(seconds_per_iter: float, remaining: int, device: str) -> str:

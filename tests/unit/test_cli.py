@@ -126,3 +126,16 @@ def test_bad_input_is_one_line_on_stderr_and_exit_code_2(argv, fragment, request
     err = capsys.readouterr().err
     assert err.startswith(f"plaquenet {argv[0]}: error: ") and err.count("\n") == 1, err
     assert fragment in err, err
+
+
+# --- train's --level and --stage, as `caffe train`'s ---------------------------
+
+@pytest.mark.parametrize("flags, level, stages", [
+    ([], 0, ()),
+    (["--level", "2", "--stage", "a", "--stage", "b,c"], 2, ["a", "b,c"]),
+])
+def test_train_passes_level_and_stages_to_the_stage(flags, level, stages, monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr("plaquenet.train.train", lambda solver, **kwargs: seen.update(kwargs) or "done")
+    assert main(["train", "--solver", str(tmp_path / "solver.prototxt")] + flags) == 0
+    assert (seen["level"], seen["stages"]) == (level, stages)

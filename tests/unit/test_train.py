@@ -56,3 +56,33 @@ def test_a_device_this_machine_cannot_give_is_one_input_error(train_workdir):
     with pytest.raises(InputError, match="no CUDA device"):
         train("solver.prototxt", device="gpu")
     assert not (train_workdir / "runs").exists()  # refused before anything was written
+
+
+def test_an_earlier_run_under_a_derived_snapshot_prefix_is_refused_too(train_workdir):
+    # No snapshot_prefix: Caffe (99bd997) writes solver_iter_N.* beside solver.prototxt.
+    solver = train_workdir / "solver.prototxt"
+    solver.write_text(solver.read_text().replace('snapshot_prefix: "runs/tiny/tiny"', ""))
+    train("solver.prototxt", on_estimate=lambda line: None)
+    with pytest.raises(InputError, match="holds an earlier run"):
+        train("solver.prototxt")
+    assert [p.name for p in earlier_run_files("solver")] == [
+        "solver_iter_2.caffemodel", "solver_iter_2.solverstate", "solver_iter_4.caffemodel",
+        "solver_iter_4.solverstate", "train.csv", "train.log"]
+
+
+@pytest.mark.parametrize("solver, prefix, expected", [
+    ("solver.prototxt", None, "solver"),
+    ("cfg/a.b.prototxt", None, "cfg/a.b"),          # Boost's extension: from the last dot
+    ("cfg/solver", None, "cfg/solver"),
+    ("cfg/solver.prototxt", "runs/x", "runs/x"),    # not a directory: as written
+    ("cfg/solver.prototxt", "out", "out/solver"),   # a directory: its stem inside it
+    ("cfg/solver.prototxt", "out/", "out/solver"),
+])
+def test_the_effective_snapshot_prefix_follows_caffe(tmp_path, monkeypatch, solver, prefix, expected):
+    from plaquenet.caffe import caffe_pb2
+    from plaquenet.engines.run import effective_snapshot_prefix
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    param = caffe_pb2.SolverParameter() if prefix is None else caffe_pb2.SolverParameter(snapshot_prefix=prefix)
+    assert effective_snapshot_prefix(param, solver) == expected

@@ -49,10 +49,14 @@ def check_solver(param: "caffe_pb2.SolverParameter", source: PathLike) -> None:
         raise InputError(source, "lr_policy is not set (Caffe has no default)")
     if param.lr_policy not in LR_POLICIES:
         raise InputError(source, f"unknown lr_policy '{param.lr_policy}' (known: {', '.join(LR_POLICIES)})")
-    if param.lr_policy == "step" and param.stepsize <= 0:
-        raise InputError(source, "lr_policy 'step' needs stepsize > 0")
-    if param.lr_policy == "sigmoid" and param.gamma < 0:
-        raise InputError(source, "lr_policy 'sigmoid' needs gamma >= 0 (Caffe aborts otherwise)")
+    # SGDSolver::GetLearningRate's CHECKs (sgd_solver.cpp:33-62 of the oracle, 99bd997; Caffe 1.0 has none):
+    # Caffe aborts at the first update, after iteration 0's test and forward/backward.
+    if param.lr_policy in ("step", "sigmoid") and param.stepsize <= 0:
+        raise InputError(field_location(source, "stepsize"),
+                         f"lr_policy '{param.lr_policy}' needs stepsize > 0 (Caffe aborts otherwise)")
+    if param.lr_policy in ("step", "exp", "inv", "multistep", "sigmoid") and param.gamma < 0:
+        raise InputError(field_location(source, "gamma"),
+                         f"lr_policy '{param.lr_policy}' needs gamma >= 0 (Caffe aborts otherwise)")
     if param.lr_policy == "poly" and param.max_iter <= 0:
         raise InputError(source, "lr_policy 'poly' needs max_iter > 0")
     if param.regularization_type not in ("L1", "L2"):

@@ -5,7 +5,10 @@
     train(solver, snapshot="runs/x/plaquenet_iter_500.solverstate")  # resume
 
 Paths in the solver are relative to the working directory, as in Caffe. The
-run directory is the folder of `snapshot_prefix`; it receives copies of the
+solver's `weights` are fine-tuned from unless `weights` or `snapshot` is
+given. The run directory is the folder of `snapshot_prefix` (unset: the
+solver's path without its extension; an existing directory: that directory
+and the solver's stem, as the oracle reads it); it receives copies of the
 solver and net prototxt, `<prefix>_iter_<N>.caffemodel` and `.solverstate`
 every `snapshot` iterations and after the last, `train.log` in Caffe's line
 format and `train.csv` (iter, loss, smoothed_loss, lr, seconds; one row per
@@ -18,18 +21,18 @@ starts again at the first row) nor the smoothed loss."""
 import csv
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 import torch
 
 from ...caffe.log import CaffeLog
-from ...caffe.prototxt import prototxt_text, read_net, read_solver
+from ...caffe.prototxt import field_location, prototxt_text, read_net, read_solver
 from ...caffe.snapshot import (blob_array, read_caffemodel, read_solverstate, write_caffemodel,
                                write_solverstate)
 from ...errors import InputError
 from ...progress import progress
 from ...typing import PathLike
-from ..run import TrainResult, estimate_line, prepare_run_dir
+from ..run import TrainResult, effective_snapshot_prefix, estimate_line, prepare_run_dir
 from ..run import train_net as _train_net
 from .layers import ConvFn, Layer
 from .net import TEST, TRAIN, Net, copy_trained_layers, net_to_proto
@@ -42,8 +45,12 @@ if TYPE_CHECKING:
 
 def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
           device: str = "cpu", conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]] = None,
-          channels_last: Optional[bool] = None, on_estimate: Optional[Callable[[str], None]] = None) -> TrainResult:
-    """Train as `caffe train --solver=S [--weights=W | --snapshot=S]` does.
+          channels_last: Optional[bool] = None, on_estimate: Optional[Callable[[str], None]] = None,
+          level: int = 0, stages: Sequence[str] = ()) -> TrainResult:
+    """Train as `caffe train --solver=S [--weights=W | --snapshot=S]
+    [--level=L] [--stage=a,b]` does; `stages` are --stage's names (each also
+    split at commas), and as in `caffe train` they and `level` override the
+    solver's train_state (`caffe_train_state`).
     `conv` picks a convolution implementation per layer (see Net).
     `on_estimate` receives one line with the time the schedule will take,
     once the first iterations are timed (`run.estimate_line`).
@@ -56,8 +63,7 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
     check_solver(param, solver_path)
     if weights and snapshot:
         raise InputError(snapshot, "give a snapshot to resume or weights to fine-tune, not both")
-    if not param.snapshot_prefix:
-        raise InputError(solver_path, "snapshot_prefix is not set")
+    prefix = effective_snapshot_prefix(param, solver_path)   # before prepare_run_dir creates its folder
     if param.snapshot_format != param.BINARYPROTO:
         raise InputError(solver_path, "snapshot_format HDF5 is not supported yet (use BINARYPROTO)")
     dev = _device(device)
@@ -65,43 +71,59 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
         channels_last = dev.type == "cpu"
     net_param, net_file = _train_net(param, solver_path)
     seed = param.random_seed if param.random_seed >= 0 else None
-    net = Net(net_param, TRAIN, source=net_file or solver_path, device=dev, seed=seed, conv=conv,
-              state=param.train_state if param.HasField("train_state") else None, channels_last=channels_last)
+    net_state = caffe_net_state(net_param, TRAIN, caffe_train_state(param.train_state, level, stages))
+    net = Net(net_param, net_state.phase, source=net_file or solver_path, device=dev, seed=seed, conv=conv,
+              state=net_state, channels_last=channels_last)
     test_nets = _test_nets(param, solver_path, net, dev, seed, conv, channels_last)
     state = new_state(param, net.learnable)
-    finetune = _weight_files(weights)
+    finetune = _finetune_files(param, solver_path, weights, snapshot)
     _finetune(finetune, [net] + [test for test, _ in test_nets])
     if snapshot is not None:
         _restore(snapshot, net, state)
 
-    prefix = param.snapshot_prefix
     run_dir, _ = prepare_run_dir(param, solver_path)
+    # Logged as Caffe logs its solver: prefix upgraded, `weights` as caffe.cpp:222-227 set them.
+    param.snapshot_prefix = prefix
+    if snapshot is not None or weights:
+        del param.weights[:]
+        if snapshot is None:
+            param.weights.append(str(weights))
     resuming = snapshot is not None
     with CaffeLog(run_dir / "train.log", append=resuming) as log, \
             _Csv(run_dir / "train.csv", append=resuming) as table:
         log.solver_parameters(prototxt_text(param))
         if net_file:
             log.training_net(str(net_file))
-        for w in finetune:
-            log.finetuning(w)
-        if resuming:
+        for _ in range(1 + len(test_nets)):   # LoadNetWeights logs as it loads each net
+            for w in finetune:
+                log.finetuning(w)
+        if resuming:   # no "Restoring previous solver status": caffe.cpp restores, then Solve()s without a file
             log.resuming(str(snapshot))
+            log.restoring_history()
         log.solving(net.name, param.lr_policy)
-        if resuming:
-            log.restoring(str(snapshot))
         last, loss = _solve(param, net, test_nets, state, prefix, log, table,
                             _Estimate(state.iter, param.max_iter, str(dev), on_estimate))
     return TrainResult(run_dir, last, state.iter, loss, time.perf_counter() - started)
 
 
-def _weight_files(weights: Optional[PathLike]) -> List[str]:
-    """`--weights a.caffemodel,b.caffemodel` as Caffe's LoadNetWeights splits
-    it: at every comma, each name trimmed (an empty one names no file)."""
-    if not weights:
+def _finetune_files(param: "caffe_pb2.SolverParameter", solver_path: PathLike, weights: Optional[PathLike],
+                    snapshot: Optional[PathLike]) -> List[str]:
+    """The .caffemodel files to fine-tune from, as the oracle's `caffe train`
+    picks them (caffe.cpp:222-227 at 99bd997): `--snapshot` clears the solver's
+    `weights`, `--weights` replaces them; else every `weights` entry, in order."""
+    if snapshot is not None:
         return []
-    names = [name.strip() for name in str(weights).split(",")]
+    if weights:
+        return _weight_files(str(weights), "--weights")
+    return [name for entry in param.weights for name in _weight_files(entry, field_location(solver_path, "weights"))]
+
+
+def _weight_files(entry: str, where: str) -> List[str]:
+    """`a.caffemodel,b.caffemodel` as Caffe's LoadNetWeights splits it: at
+    every comma, each name trimmed (an empty one names no file)."""
+    names = [name.strip() for name in entry.split(",")]
     if "" in names:
-        raise InputError(None, f"--weights '{weights}' has an empty file name")
+        raise InputError(where, f"'{entry}' has an empty file name")
     return names
 
 
@@ -109,10 +131,42 @@ def _finetune(files: List[str], nets: List[Net]) -> None:
     """Copy each file's layers into each net, in turn (Caffe's LoadNetWeights
     into the train net, then into every test net: a layer that only a test net
     has gets the weights too; later files overwrite earlier ones)."""
-    models = [(f, read_caffemodel(f)) for f in files]
+    models = [(f, read_caffemodel(f, empty_ok=True)) for f in files]
     for net in nets:
         for f, model in models:
             copy_trained_layers(net, model, f)
+
+
+# --- the nets' NetState, as `caffe train` builds it -------------------------
+
+def caffe_train_state(solver_state: "caffe_pb2.NetState", level: int = 0,
+                      stages: Sequence[str] = ()) -> "caffe_pb2.NetState":
+    """The solver's train_state as `caffe train` rewrites it (tools/caffe.cpp
+    train(), 171-179 at 99bd997): `level` replaces its level, which is thereby
+    set even at the default 0, and --stage's comma-separated list is appended
+    to its stages; with no --stage that list is one empty stage "" (boost::split
+    of ""). So a solver's `train_state { level: 3 }` never takes effect."""
+    from ...caffe import caffe_pb2
+    state = caffe_pb2.NetState()
+    state.CopyFrom(solver_state)
+    state.level = level
+    state.stage.extend(",".join(stages).split(","))
+    return state
+
+
+def caffe_net_state(net_param: "caffe_pb2.NetParameter", phase: "caffe_pb2.Phase",
+                    solver_state: Optional["caffe_pb2.NetState"]) -> "caffe_pb2.NetState":
+    """Solver::InitTrainNet / InitTestNets (solver.cpp:110-114, 183-189 at
+    99bd997): `phase`, then the net's own `state` merged in, then the solver's
+    train_state / test_state (protobuf MergeFrom: the fields each one sets
+    win, stages append). A net with `state { phase: TEST }` thus builds its
+    "train" net in the TEST phase, unless the train_state sets a phase."""
+    from ...caffe import caffe_pb2
+    state = caffe_pb2.NetState(phase=phase)
+    state.MergeFrom(net_param.state)
+    if solver_state is not None:
+        state.MergeFrom(solver_state)
+    return state
 
 
 # --- the loop (Solver::Solve and Solver::Step) ------------------------------
@@ -219,8 +273,8 @@ def _test_nets(param: "caffe_pb2.SolverParameter", solver_path: PathLike, train_
         raise InputError(solver_path, "give test_state once per test net, or not at all")
     nets = []
     for i, (net_param, source) in enumerate(sources):
-        state = param.test_state[i] if param.test_state else None
-        test = Net(net_param, TEST, source=source, device=dev, seed=seed, conv=conv, state=state,
+        state = caffe_net_state(net_param, TEST, param.test_state[i] if param.test_state else None)
+        test = Net(net_param, state.phase, source=source, device=dev, seed=seed, conv=conv, state=state,
                    channels_last=channels_last)
         _share_blobs(test, train_net)
         nets.append((test, param.test_iter[i]))
@@ -255,7 +309,7 @@ def _test_all(param: "caffe_pb2.SolverParameter", test_nets: TestNets, it: int, 
             values = _output_values(net, blobs)
             scores = values if scores is None else [(n, s + v, w) for (n, s, w), (_, v, _) in zip(scores, values)]
         if param.test_compute_loss:
-            log.info("solver.cpp:384", f"Test loss: {loss / iters:g}")
+            log.test_loss(loss / iters)
         log.net_outputs([(n, s / iters, w) for n, s, w in scores or []], test=True)
 
 

@@ -80,3 +80,29 @@ def test_corrupt_or_empty_files_are_input_errors(tmp_path):
         read_caffemodel(truncated)
     with pytest.raises(InputError, match="cannot read"):
         read_solverstate(tmp_path / "missing.solverstate")
+
+
+def test_an_empty_caffemodel_is_accepted_only_where_caffe_copies_from_it(tmp_path):
+    # `caffe train --weights=empty.caffemodel` copies nothing and trains on (the oracle, 99bd997);
+    # a deploy net needs every layer's weights, so score and segment keep refusing it.
+    empty = tmp_path / "empty.caffemodel"
+    empty.write_bytes(b"")
+    assert len(read_caffemodel(empty, empty_ok=True).layer) == 0
+    with pytest.raises(InputError, match="no layers"):
+        read_caffemodel(empty)
+    v1 = tmp_path / "v1.caffemodel"
+    v1.write_bytes(b"\x12\x03\x0a\x01a")   # field 2 (V1 `layers`) { name: "a" }
+    with pytest.raises(InputError, match="V1 format"):
+        read_caffemodel(v1, empty_ok=True)
+
+
+def test_the_torch_deploy_net_refuses_an_empty_caffemodel(tmp_path):
+    import tiny_nets
+    from plaquenet.engines.torch.net import load_deploy
+
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(tiny_nets.two_conv_deploy(4, 4))
+    empty = tmp_path / "empty.caffemodel"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty.caffemodel: holds no layers"):
+        load_deploy(deploy, empty)

@@ -147,3 +147,34 @@ def test_sigmoid_policy_with_negative_gamma_is_refused_as_caffe_does():
     with pytest.raises(InputError, match="gamma >= 0"):
         check_solver(param, "s.prototxt")
     check_solver(solver(base_lr=0.1, lr_policy="sigmoid", gamma=0.5, stepsize=10), "s.prototxt")
+
+
+# SGDSolver::GetLearningRate's CHECKs at the oracle commit 99bd997 (sgd_solver.cpp:33-62).
+REFUSED_SCHEDULES = [
+    (dict(lr_policy="step", gamma=-0.5, stepsize=2), "gamma >= 0"),
+    (dict(lr_policy="step", gamma=0.5, stepsize=0), "stepsize > 0"),
+    (dict(lr_policy="exp", gamma=-0.5), "gamma >= 0"),
+    (dict(lr_policy="inv", gamma=-0.5, power=0.75), "gamma >= 0"),
+    (dict(lr_policy="multistep", gamma=-0.5, stepvalue=[2]), "gamma >= 0"),
+    (dict(lr_policy="sigmoid", gamma=0.5), "stepsize > 0"),
+    (dict(lr_policy="sigmoid", gamma=0.5, stepsize=-3), "stepsize > 0"),
+]
+
+
+@pytest.mark.parametrize("fields, message", REFUSED_SCHEDULES)
+def test_schedules_caffe_aborts_on_are_refused(fields, message):
+    from plaquenet.engines.torch.solver import check_solver
+    from plaquenet.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        check_solver(solver(base_lr=0.1, max_iter=4, **fields), "s.prototxt")
+
+
+@pytest.mark.parametrize("fields", [dict(lr_policy="fixed", gamma=-0.5),
+                                    dict(lr_policy="poly", gamma=-0.5, power=1.0),
+                                    dict(lr_policy="exp", gamma=0.0),
+                                    dict(lr_policy="inv", gamma=0.0, power=1.0)])
+def test_schedules_caffe_does_not_check_are_accepted(fields):
+    from plaquenet.engines.torch.solver import check_solver
+
+    check_solver(solver(base_lr=0.1, max_iter=4, **fields), "s.prototxt")

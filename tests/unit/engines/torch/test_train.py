@@ -49,7 +49,10 @@ def test_resume_is_bit_identical(train_workdir):
     for suffix, content in uninterrupted.items():
         assert (run / f"tiny_iter_4.{suffix}").read_bytes() == content, suffix
     log = (run / "train.log").read_text()
-    assert "] Restoring previous solver status from runs/tiny/tiny_iter_2.solverstate" in log
+    # What `caffe train --snapshot` prints on resume; never Solve()'s "Restoring previous solver status".
+    resumed = log[log.index("caffe.cpp:235] Resuming from runs/tiny/tiny_iter_2.solverstate"):]
+    assert resumed.index("sgd_solver.cpp:336] SGDSolver: restoring history") < resumed.index("Starting Optimization")
+    assert "Restoring previous solver status" not in log
     assert log.count("] Solving tiny") == 2          # the resumed run appends
 
 
@@ -145,3 +148,122 @@ def test_a_layer_only_the_test_net_has_gets_the_weights(train_workdir):
     # probe = 2 * prob + 7 with 0 <= prob <= 1: outputs in [7, 9], not the filler's 0
     probe_values = [float(l.split("probe = ")[1].split()[0]) for l in log.splitlines() if "probe = " in l]
     assert probe_values and all(7 <= v <= 9 for v in probe_values), probe_values
+
+
+# --- the train net's NetState, as `caffe train` sets it (--level, --stage) -----
+
+GATED = ('layer {{ name: "gated" type: "Convolution" bottom: "prob" top: "gated" {rule} '
+         'convolution_param {{ num_output: 1 kernel_size: 1 }} }}\n')
+
+
+def _layers_trained(train_workdir, rule, solver_extra="", net_extra="", phase="TRAIN", **flags):
+    """The layer names of the iteration-0 snapshot of the tiny net plus a `gated` layer under `rule`."""
+    net, solver = train_workdir / "nets/tiny_train.prototxt", train_workdir / "solver.prototxt"
+    net.write_text(net_extra + tiny_nets.two_conv_train("tiles/train.txt", 2, phase=phase) + GATED.format(rule=rule))
+    solver.write_text(solver.read_text().replace("max_iter: 4", "max_iter: 0").replace("snapshot: 2", "snapshot: 0")
+                      + solver_extra)
+    train("solver.prototxt", **flags)
+    return [layer.name for layer in read_caffemodel(train_workdir / "runs/tiny/tiny_iter_0.caffemodel").layer]
+
+
+@pytest.mark.parametrize("rule, solver_extra, flags, kept", [
+    ("include { min_level: 1 }", "", {}, False),
+    ("include { min_level: 1 }", "train_state { level: 3 }\n", {}, False),   # caffe train sets level 0
+    ("include { min_level: 1 }", "", {"level": 2}, True),
+    ("include { max_level: -1 }", "train_state { level: -1 }\n", {"level": 0}, False),
+    ('exclude { stage: "" }', "", {}, False),                                 # no --stage: the stage ""
+    ('exclude { stage: "" }', "", {"stages": ["a"]}, True),
+    ('include { stage: "a" stage: "b" }', "", {"stages": ["a,b"]}, True),     # Caffe's comma-separated list
+    ('include { stage: "a" stage: "b" }', "", {"stages": ["a", "b"]}, True),
+    ('include { stage: "a" stage: "b" }', 'train_state { stage: "a" }\n', {"stages": ["b"]}, True),
+    ('include { stage: "a" stage: "b" }', "", {"stages": ["a"]}, False),
+    ('include { not_stage: "a" }', 'train_state { stage: "a" }\n', {}, False),
+], ids=lambda v: str(v))
+def test_level_and_stages_replace_and_extend_the_solver_train_state(train_workdir, rule, solver_extra, flags, kept):
+    assert ("gated" in _layers_trained(train_workdir, rule, solver_extra, **flags)) == kept
+
+
+@pytest.mark.parametrize("net_extra, solver_extra, kept", [
+    ("", "", False),
+    ("state { phase: TEST }\n", "", True),                          # the net's own phase wins over TRAIN
+    ("state { phase: TEST }\n", "train_state { phase: TRAIN }\n", False),   # and the solver's over the net's
+    ("state { phase: TEST level: 5 }\n", "", True),                 # the net's level too is replaced, by 0
+])
+def test_the_train_net_phase_and_state_merge_as_in_solver_init_train_net(train_workdir, net_extra, solver_extra,
+                                                                          kept):
+    layers = _layers_trained(train_workdir, "include { phase: TEST min_level: 0 max_level: 0 }", solver_extra,
+                             net_extra, phase=None)
+    assert ("gated" in layers) == kept
+
+
+def test_caffe_train_state_appends_the_stages_after_the_solver_ones():
+    from plaquenet.caffe import caffe_pb2
+    from plaquenet.engines.torch.train import caffe_train_state
+    state = caffe_train_state(caffe_pb2.NetState(level=3, stage=["s"]), 2, ["a,b", "c"])
+    assert (state.level, list(state.stage), state.HasField("phase")) == (2, ["s", "a", "b", "c"], False)
+    assert list(caffe_train_state(caffe_pb2.NetState()).stage) == [""]
+
+
+# --- the solver's `weights` (oracle 99bd997: solver.cpp:66-75, caffe.cpp:222-227) ----------
+
+def _with_solver_weights(train_workdir, entries):
+    solver = train_workdir / "solver.prototxt"
+    solver.write_text(solver.read_text() + "".join(f'weights: "{e}"\n' for e in entries))
+
+
+def test_the_solver_weights_are_loaded_each_entry_split_at_commas(train_workdir):
+    write_caffemodel(train_workdir / "a.caffemodel", tiny_nets.tiny_weights(_weights(1.0)))
+    write_caffemodel(train_workdir / "b.caffemodel", tiny_nets.tiny_weights({"prelu1": _weights(3.0)["prelu1"]}))
+    write_caffemodel(train_workdir / "c.caffemodel", tiny_nets.tiny_weights({"conv2": _weights(5.0)["conv2"]}))
+    _with_solver_weights(train_workdir, ["a.caffemodel , b.caffemodel", "c.caffemodel"])
+    loaded = _loaded(train_workdir, None)
+    assert {k: float(v[0].ravel()[0]) for k, v in loaded.items()} == {"conv1": 1.0, "prelu1": 3.0, "conv2": 5.0}
+
+
+def test_weights_given_to_train_replace_the_solver_weights(train_workdir):
+    write_caffemodel(train_workdir / "b.caffemodel", tiny_nets.tiny_weights(_weights(2.0)))
+    _with_solver_weights(train_workdir, ["missing.caffemodel"])   # never read
+    loaded = _loaded(train_workdir, "b.caffemodel")
+    assert {k: float(v[0].ravel()[0]) for k, v in loaded.items()} == {"conv1": 2.0, "prelu1": 2.0, "conv2": 2.0}
+    log = (train_workdir / "runs/tiny/train.log").read_text()
+    assert 'weights: "b.caffemodel"' in log and "missing" not in log   # the parameters as caffe.cpp set them
+
+
+def test_a_resume_ignores_the_solver_weights(train_workdir):
+    train("solver.prototxt")
+    _with_solver_weights(train_workdir, ["missing.caffemodel"])
+    solver = train_workdir / "solver.prototxt"
+    solver.write_text(solver.read_text().replace("max_iter: 4", "max_iter: 5"))
+    assert train("solver.prototxt", snapshot="runs/tiny/tiny_iter_4.solverstate").iterations == 5
+    assert "missing" not in (train_workdir / "runs/tiny/train.log").read_text()
+
+
+def test_an_empty_name_among_the_solver_weights_is_refused(train_workdir):
+    _with_solver_weights(train_workdir, ["a.caffemodel,"])
+    with pytest.raises(InputError, match=r"solver.prototxt:7: 'a.caffemodel,' has an empty file name"):
+        train("solver.prototxt")
+
+
+def test_an_empty_caffemodel_copies_nothing_as_in_caffe(train_workdir):
+    (train_workdir / "empty.caffemodel").write_bytes(b"")
+    assert _loaded(train_workdir, "empty.caffemodel").keys() == {"conv1", "prelu1", "conv2"}
+
+
+# --- snapshot_prefix unset or a directory (oracle 99bd997: upgrade_proto.cpp:1100-1116) ------
+
+@pytest.mark.parametrize("prefix_line, make_dir, files", [
+    ("", None, ["solver_iter_2.caffemodel", "solver_iter_4.caffemodel"]),
+    ('snapshot_prefix: "out"', "out", ["out/solver_iter_2.caffemodel", "out/solver_iter_4.caffemodel"]),
+    ('snapshot_prefix: "out/"', "out", ["out/solver_iter_2.caffemodel", "out/solver_iter_4.caffemodel"]),
+    ('snapshot_prefix: "out/"', None, ["out/_iter_2.caffemodel", "out/_iter_4.caffemodel"]),   # not yet a folder
+])
+def test_snapshot_prefix_unset_or_a_directory_is_read_as_caffe_reads_it(train_workdir, prefix_line, make_dir, files):
+    solver = train_workdir / "solver.prototxt"
+    solver.write_text(solver.read_text().replace('snapshot_prefix: "runs/tiny/tiny"', prefix_line))
+    if make_dir:
+        (train_workdir / make_dir).mkdir()
+    result = train("solver.prototxt")
+    written = sorted(str(p.relative_to(train_workdir)) for p in train_workdir.rglob("*.caffemodel"))
+    assert written == files
+    assert str(result.last_snapshot) == written[-1]
+    assert (result.run_dir / "train.log").is_file()
