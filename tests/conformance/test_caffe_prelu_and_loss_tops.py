@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import tiny_nets
+from tiny_nets import relative_difference
 from plaquenet.caffe.log import caffe_log_losses
 from plaquenet.caffe.snapshot import (blob_array, blob_shape, caffemodel_weights, read_caffemodel,
                                       read_solverstate, write_caffemodel)
@@ -49,14 +50,6 @@ def _write_tiles(folder: Path) -> None:
     (folder / "list.txt").write_text("d.h5\n")
 
 
-def _relative(ours, theirs) -> float:
-    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-    scale = np.abs(theirs).max()
-    assert scale > 0, "an all-zero reference blob compares nothing"
-    return float(np.abs(ours - theirs).max() / scale)
-
-
 def _snapshot_differences(ours: Path, theirs: Path) -> dict:
     """Worst weight and history difference of two snapshots <x>.caffemodel/.solverstate
     (paths without the suffix), after checking that they hold the same blobs."""
@@ -66,8 +59,8 @@ def _snapshot_differences(ours: Path, theirs: Path) -> dict:
     assert (sa.iter, sa.current_step, len(sa.history)) == (sb.iter, sb.current_step, len(sb.history))
     for x, y in zip(sa.history, sb.history):
         assert blob_shape(x) == blob_shape(y)
-    return {"weights": max(_relative(x, y) for k in b for x, y in zip(a[k], b[k])),
-            "history": max(_relative(blob_array(x), blob_array(y)) for x, y in zip(sa.history, sb.history))}
+    return {"weights": max(relative_difference(x, y) for k in b for x, y in zip(a[k], b[k])),
+            "history": max(relative_difference(blob_array(x), blob_array(y)) for x, y in zip(sa.history, sb.history))}
 
 
 def _assert_within(differences: dict) -> None:
@@ -166,8 +159,8 @@ def test_caffes_prelu_weights_give_pycaffes_output_in_load_deploy(kind, caffe, t
     ours = forward(IMAGE)
     reference = _pycaffe_deploy(caffe, "run", "snap/m_iter_4.caffemodel", IMAGE)
     assert reference.std() > 1e-3
-    print(f"{kind}: load_deploy vs pycaffe {_relative(ours, reference):.1e}")
-    assert _relative(ours, reference) <= OUTPUT_TOLERANCE
+    print(f"{kind}: load_deploy vs pycaffe {relative_difference(ours, reference):.1e}")
+    assert relative_difference(ours, reference) <= OUTPUT_TOLERANCE
 
 
 @pytest.mark.parametrize("kind", sorted(SHARED))
@@ -210,8 +203,8 @@ def test_our_prelu_snapshot_is_caffes_format_and_caffe_reads_it(kind, caffe, tmp
     _copy_snapshot(ours / "snap/m_iter_2", theirs / "snap/ours_iter_2")
     reference = _pycaffe_deploy(caffe, "run", "snap/ours_iter_2.caffemodel", IMAGE)
     mine = load_deploy("deploy.prototxt", "snap/m_iter_2.caffemodel")(IMAGE)
-    print(f"{kind}: pycaffe on our weights vs ours {_relative(mine, reference):.1e}")
-    assert _relative(mine, reference) <= OUTPUT_TOLERANCE
+    print(f"{kind}: pycaffe on our weights vs ours {relative_difference(mine, reference):.1e}")
+    assert relative_difference(mine, reference) <= OUTPUT_TOLERANCE
 
     # Caffe resumes our snapshot (its learned_net, snap/m_iter_2.caffemodel, is ours too).
     _copy_snapshot(ours / "snap/m_iter_2", theirs / "snap/m_iter_2")

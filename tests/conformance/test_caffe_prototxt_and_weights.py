@@ -164,16 +164,7 @@ PROBE = ('layer { name: "probe" type: "Convolution" bottom: "prob" top: "probe" 
 Layers = Sequence[Tuple[str, Sequence["caffe_pb2.BlobProto"]]]
 
 
-def _weights(seed: int) -> Dict[str, List[np.ndarray]]:
-    """Random float32 values for conv1 (weight, bias), prelu1 (slopes), conv2 (weight, bias)."""
-    rng = np.random.default_rng(seed)
-    arrays = {"conv1": [rng.normal(0, 0.3, (4, 1, 5, 5)), rng.uniform(-0.1, 0.1, 4)],
-              "prelu1": [rng.uniform(0, 0.4, 4)],
-              "conv2": [rng.normal(0, 0.3, (1, 4, 3, 3)), rng.uniform(-1, 0, 1)]}
-    return {k: [a.astype(np.float32) for a in v] for k, v in arrays.items()}
-
-
-A, B = _weights(1), _weights(2)
+A, B = tiny_nets.random_two_conv_weights(1), tiny_nets.random_two_conv_weights(2)
 
 
 def _blobs(arrays: Sequence[np.ndarray]) -> List["caffe_pb2.BlobProto"]:

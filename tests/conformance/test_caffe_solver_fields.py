@@ -101,16 +101,7 @@ def test_a_schedule_caffe_aborts_on_is_refused(case, caffe, tmp_path, monkeypatc
 ZERO_ITERATIONS = SOLVER.replace("max_iter: 2", "max_iter: 0") + FIXED
 
 
-def _weights(seed: int) -> Dict[str, List[np.ndarray]]:
-    """Random float32 values for conv1 (weight, bias), prelu1 (slopes), conv2 (weight, bias)."""
-    rng = np.random.default_rng(seed)
-    arrays = {"conv1": [rng.normal(0, 0.3, (4, 1, 5, 5)), rng.uniform(-0.1, 0.1, 4)],
-              "prelu1": [rng.uniform(0, 0.4, 4)],
-              "conv2": [rng.normal(0, 0.3, (1, 4, 3, 3)), rng.uniform(-1, 0, 1)]}
-    return {k: [a.astype(np.float32) for a in v] for k, v in arrays.items()}
-
-
-A, B = _weights(1), _weights(2)
+A, B = tiny_nets.random_two_conv_weights(1), tiny_nets.random_two_conv_weights(2)
 
 
 def _weights_folder(folder: Path, solver: str) -> Path:

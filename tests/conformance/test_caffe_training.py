@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import tiny_nets
+from tiny_nets import relative_difference
 from plaquenet.caffe.prototxt import read_net
 from plaquenet.caffe.snapshot import (blob_array, caffemodel_weights, read_caffemodel, read_solverstate,
                                       weights_net, write_caffemodel)
@@ -88,14 +89,6 @@ def _write_inputs(folder: Path, solver_text: str = "", bias_mults: bool = False,
     (folder / "snap").mkdir(exist_ok=True)
 
 
-def _relative(ours, theirs) -> float:
-    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-    scale = np.abs(theirs).max()
-    assert scale > 0, "an all-zero reference blob compares nothing"
-    return float(np.abs(ours - theirs).max() / scale)
-
-
 INPUTS = ("net.prototxt", "list.txt", "d0.h5", "d1.h5", "w0.caffemodel", "solver.prototxt")
 
 
@@ -125,11 +118,11 @@ def _compare_gradients(caffe, name: str, weights: str, monkeypatch):
     top = blobs["loss"].item()
     differences = {"loss": abs(top - float(theirs["out/loss"])) / abs(float(theirs["out/loss"]))}
     for blob in ("data", "label", "conv1", "prob"):
-        differences[f"blob {blob}"] = _relative(blobs[blob].detach().numpy(), theirs[f"blob/{blob}"])
+        differences[f"blob {blob}"] = relative_difference(blobs[blob].detach().numpy(), theirs[f"blob/{blob}"])
     diff_keys = sorted(k for k in theirs.files if k.startswith("diff/"))
     assert diff_keys == sorted(f"diff/{p.layer}/{p.index}" for p in net.learnable)
     for p in net.learnable:
-        differences[f"diff {p.layer}/{p.index}"] = _relative(p.blob.grad.numpy(),
+        differences[f"diff {p.layer}/{p.index}"] = relative_difference(p.blob.grad.numpy(),
                                                               theirs[f"diff/{p.layer}/{p.index}"])
     return differences
 
@@ -188,12 +181,12 @@ def _compare_snapshots(ours: Path, reference: Path, names=None):
         if name.endswith(".caffemodel"):
             a, b = (caffemodel_weights(read_caffemodel(d / name)) for d in (ours, reference))
             assert a.keys() == b.keys()
-            worst[name] = max(_relative(x, y) for k in b for x, y in zip(a[k], b[k]))
+            worst[name] = max(relative_difference(x, y) for k in b for x, y in zip(a[k], b[k]))
         else:
             a, b = read_solverstate(ours / name), read_solverstate(reference / name)
             assert (a.iter, a.current_step, a.learned_net) == (b.iter, b.current_step, b.learned_net)
             assert len(a.history) == len(b.history)
-            worst[name] = max(_relative(blob_array(x), blob_array(y)) for x, y in zip(a.history, b.history))
+            worst[name] = max(relative_difference(blob_array(x), blob_array(y)) for x, y in zip(a.history, b.history))
     print(ours, "vs", reference, {k: f"{v:.1e}" for k, v in worst.items()})
     weights = {k: v for k, v in worst.items() if k.endswith(".caffemodel")}
     history = {k: v for k, v in worst.items() if k.endswith(".solverstate")}
@@ -205,7 +198,7 @@ def _compare_snapshots(ours: Path, reference: Path, names=None):
 def _smallest_change(w0: Path, trained: Path) -> float:
     """How far training moved the least-moved blob (relative to its start)."""
     a, b = caffemodel_weights(read_caffemodel(trained)), caffemodel_weights(read_caffemodel(w0))
-    return min(_relative(x, y) for k in b for x, y in zip(a[k], b[k]))
+    return min(relative_difference(x, y) for k in b for x, y in zip(a[k], b[k]))
 
 
 @pytest.mark.parametrize("setting", sorted(SOLVERS))
@@ -335,7 +328,7 @@ def test_paper_train_net_forward_matches_pycaffe(caffe, tmp_path, monkeypatch):
     prob = blobs["prob"].numpy()
     assert prob.shape == (100, 1, 50, 50) and 0.01 < prob.std()   # not saturated: the comparison means something
     loss_error = abs(loss.item() - float(theirs["out/loss"])) / float(theirs["out/loss"])
-    prob_error = _relative(prob, theirs["blob/prob"])
+    prob_error = relative_difference(prob, theirs["blob/prob"])
     print(f"paper net: loss {loss.item():.6g} vs {float(theirs['out/loss']):.6g} ({loss_error:.1e}), "
           f"prob {prob_error:.1e}, elementwise {np.max(np.abs(prob - theirs['blob/prob']) / theirs['blob/prob']):.1e}")
     assert loss_error <= 1e-5 and prob_error <= 1e-5, (loss_error, prob_error)

@@ -14,7 +14,7 @@ few pixels and channels big:
 Every convolution is padded to keep the size, as in the paper."""
 
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -92,3 +92,23 @@ def write_one_conv_snapshot(path: Path, kernel_33, bias) -> Path:
 def net_of(text: str, phase=TEST, **kw) -> Net:
     """The torch engine's Net of a prototxt string (named "tiny.prototxt" in its errors; seed 0)."""
     return Net(parse_prototxt(text, caffe_pb2.NetParameter()), phase, source="tiny.prototxt", seed=0, **kw)
+
+
+def random_two_conv_weights(seed: int) -> Dict[str, List[np.ndarray]]:
+    """Seeded random float32 values for `two_conv_*` with 4 channels of 5x5:
+    conv1 (weight, bias), prelu1 (slopes), conv2 (weight, bias)."""
+    rng = np.random.default_rng(seed)
+    arrays = {"conv1": [rng.normal(0, 0.3, (4, 1, 5, 5)), rng.uniform(-0.1, 0.1, 4)],
+              "prelu1": [rng.uniform(0, 0.4, 4)],
+              "conv2": [rng.normal(0, 0.3, (1, 4, 3, 3)), rng.uniform(-1, 0, 1)]}
+    return {k: [a.astype(np.float32) for a in v] for k, v in arrays.items()}
+
+
+def relative_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """max |ours - theirs| / max |theirs| (in float64), the measure the
+    conformance tests state their tolerances in; same shapes required."""
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    scale = np.abs(theirs).max()
+    assert scale > 0, "an all-zero reference blob compares nothing"
+    return float(np.abs(ours - theirs).max() / scale)
