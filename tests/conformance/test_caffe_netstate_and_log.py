@@ -15,6 +15,7 @@ docs/CAFFE_ORACLE.md).
    log, restricted to the messages plaquenet writes (Caffe also prints its
    net set-up, which plaquenet does not)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -216,8 +217,9 @@ def test_the_log_has_caffe_train_s_lines_tags_and_order(caffe, tmp_path, monkeyp
         assert any(t == tag for _, t, _ in expected), tag   # the run exercises every kind of line
 
 
-# BVLC's tools/extra/parse_log.py at the oracle commit, from a local mirror of BVLC/caffe (not in the root).
-BVLC_MIRROR = Path("/work/.mirror/BVLC+caffe/repo")
+# BVLC's tools/extra/parse_log.py at the oracle commit, read from a git clone of BVLC/caffe
+# named by PLAQUENET_BVLC_CAFFE (Debian's package does not ship it in the root).
+BVLC_CAFFE = os.environ.get("PLAQUENET_BVLC_CAFFE", "")
 PARSE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -231,11 +233,13 @@ print(json.dumps([[sorted(r) for r in train], [r["NumIters"] for r in train], [s
 def test_bvlc_parse_log_reads_our_log_as_it_reads_caffe_s(caffe, tmp_path, monkeypatch):
     folder = tmp_path / "tools"
     folder.mkdir()
+    if not BVLC_CAFFE:
+        pytest.skip("set PLAQUENET_BVLC_CAFFE to a git clone of BVLC/caffe to run BVLC's parse_log.py")
     for name in ("parse_log.py", "extract_seconds.py"):
-        done = subprocess.run(["git", "-C", str(BVLC_MIRROR), "show", f"99bd997:tools/extra/{name}"],
+        done = subprocess.run(["git", "-C", BVLC_CAFFE, "show", f"99bd997:tools/extra/{name}"],
                               capture_output=True, text=True)
         if done.returncode != 0:
-            pytest.skip(f"no BVLC/caffe mirror at {BVLC_MIRROR} for tools/extra/{name}")
+            pytest.fail(f"PLAQUENET_BVLC_CAFFE={BVLC_CAFFE}: no tools/extra/{name} at 99bd997 ({done.stderr.strip()})")
         # The script is Python 2; its one print statement is in main(), which we do not call.
         (folder / name).write_text(done.stdout.replace("print 'Wrote %s' % output_filename",
                                                        "print('Wrote %s' % output_filename)"))
