@@ -12,6 +12,10 @@ refuses to write over an earlier run (unless `force`, which first removes that
 run's snapshots, train.log and train.csv, or a resume from one of its
 snapshots), and it prints how long the schedule will take once the first
 iterations are timed (`engines.run.estimate_line`).
+
+SIGINT (Ctrl-C) and SIGHUP act as in `caffe train` (`engines.signals`):
+by default SIGINT snapshots and stops the run, SIGHUP snapshots and goes on;
+a stopped run is resumed with `snapshot`.
 """
 
 import glob
@@ -23,6 +27,7 @@ from typing import Any, Callable, List, Optional, Sequence
 from .caffe.prototxt import read_solver
 from .engines import get_engine
 from .engines.run import TrainResult, effective_snapshot_prefix, snapshot_folder
+from .engines.signals import SIGHUP_EFFECT, SIGINT_EFFECT, check_effect
 from .errors import InputError
 from .typing import PathLike
 
@@ -32,13 +37,17 @@ RUN_FILES = ("train.log", "train.csv")
 def train(solver: PathLike, engine: str = "torch", weights: Optional[PathLike] = None,
           snapshot: Optional[PathLike] = None, device: str = "cpu", force: bool = False,
           on_estimate: Optional[Callable[[str], None]] = None, level: int = 0, stages: Sequence[str] = (),
-          **options: Any) -> TrainResult:
+          sigint_effect: str = SIGINT_EFFECT, sighup_effect: str = SIGHUP_EFFECT, **options: Any) -> TrainResult:
     """Train with `engine` ("torch" or "caffe"); see the module docstring.
     `level` and `stages` are `caffe train`'s --level and --stage: the train
     net's NetState level and extra stages (no stages: one empty stage ""),
     overriding the solver's train_state as `caffe train` does.
+    `sigint_effect`, `sighup_effect`: what SIGINT and SIGHUP do, "stop",
+    "snapshot" or "none" (`caffe train`'s --sigint_effect, --sighup_effect).
     `on_estimate` gets the time estimate (default: printed to stderr);
     `options` go to the engine (torch: conv, channels_last)."""
+    check_effect("--sigint-effect", sigint_effect)
+    check_effect("--sighup-effect", sighup_effect)
     solver = Path(solver)
     chosen = get_engine(engine)
     device = chosen.check_device(device)
@@ -52,16 +61,18 @@ def train(solver: PathLike, engine: str = "torch", weights: Optional[PathLike] =
             path.unlink()
     report = on_estimate or (lambda line: print(f"plaquenet train: {line}", file=sys.stderr, flush=True))
     return chosen.train(solver, weights=weights, snapshot=snapshot, device=device, on_estimate=report,
-                        level=level, stages=list(stages), **options)
+                        level=level, stages=list(stages), sigint_effect=sigint_effect,
+                        sighup_effect=sighup_effect, **options)
 
 
 def earlier_run_files(snapshot_prefix: PathLike) -> List[Path]:
     """What a run with this (effective) `snapshot_prefix` would write over: its
-    snapshots, train.log and train.csv (nothing else of the run folder is touched)."""
+    snapshots (with the data positions beside our .solverstate files), train.log
+    and train.csv (nothing else of the run folder is touched)."""
     folder = snapshot_folder(str(snapshot_prefix))
     if not folder.is_dir():
         return []
     name = glob.escape(os.path.basename(snapshot_prefix))
-    snapshots = [p for pattern in ("_iter_*.caffemodel", "_iter_*.solverstate")
+    snapshots = [p for pattern in ("_iter_*.caffemodel", "_iter_*.solverstate", "_iter_*.data_position.json")
                  for p in folder.glob(name + pattern)]
     return sorted(snapshots + [folder / name for name in RUN_FILES if (folder / name).is_file()])

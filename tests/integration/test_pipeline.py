@@ -32,8 +32,8 @@ def test_phantom_to_report(tmp_path, monkeypatch):
     Path("solver.prototxt").write_text(paper_solver_for_4_iterations())
     assert main(["train", "--solver", "solver.prototxt"]) == 0
     assert sorted(p.name for p in Path("runs/it").glob("*_iter_*")) == [
-        "plaquenet_iter_2.caffemodel", "plaquenet_iter_2.solverstate",
-        "plaquenet_iter_4.caffemodel", "plaquenet_iter_4.solverstate"]
+        "plaquenet_iter_2.caffemodel", "plaquenet_iter_2.data_position.json", "plaquenet_iter_2.solverstate",
+        "plaquenet_iter_4.caffemodel", "plaquenet_iter_4.data_position.json", "plaquenet_iter_4.solverstate"]
     assert (Path("runs/it") / "plaquenet_deploy.prototxt").is_file()  # train keeps the deploy net with the run
     assert main(["train", "--solver", "solver.prototxt"]) == 2  # an earlier run is not overwritten silently
     assert main(["score", "--snapshot", "runs/it"]) == 0  # data/current, the run's deploy net: no paths needed

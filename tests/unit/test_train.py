@@ -35,10 +35,14 @@ def test_an_earlier_run_is_refused_then_replaced_with_force(train_workdir):
         train("solver.prototxt")
     stale = train_workdir / "runs/tiny/tiny_iter_100.caffemodel"  # a longer earlier run's last snapshot
     stale.write_bytes(b"")
+    stale_position = train_workdir / "runs/tiny/tiny_iter_100.data_position.json"   # and its data position
+    stale_position.write_text("{}")
     train("solver.prototxt", force=True, on_estimate=lambda line: None)
     assert not stale.exists()  # latest_snapshot would otherwise pick the old run's
+    assert not stale_position.exists()
     assert sorted(p.name for p in earlier_run_files(Path("runs/tiny/tiny"))) == [
-        "tiny_iter_2.caffemodel", "tiny_iter_2.solverstate", "tiny_iter_4.caffemodel", "tiny_iter_4.solverstate",
+        "tiny_iter_2.caffemodel", "tiny_iter_2.data_position.json", "tiny_iter_2.solverstate",
+        "tiny_iter_4.caffemodel", "tiny_iter_4.data_position.json", "tiny_iter_4.solverstate",
         "train.csv", "train.log"]
 
 
@@ -66,8 +70,9 @@ def test_an_earlier_run_under_a_derived_snapshot_prefix_is_refused_too(train_wor
     with pytest.raises(InputError, match="holds an earlier run"):
         train("solver.prototxt")
     assert [p.name for p in earlier_run_files("solver")] == [
-        "solver_iter_2.caffemodel", "solver_iter_2.solverstate", "solver_iter_4.caffemodel",
-        "solver_iter_4.solverstate", "train.csv", "train.log"]
+        "solver_iter_2.caffemodel", "solver_iter_2.data_position.json", "solver_iter_2.solverstate",
+        "solver_iter_4.caffemodel", "solver_iter_4.data_position.json", "solver_iter_4.solverstate",
+        "train.csv", "train.log"]
 
 
 @pytest.mark.parametrize("solver, prefix, expected", [

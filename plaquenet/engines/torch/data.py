@@ -6,32 +6,49 @@ reader: which rows, in which order, make each batch.
 is the dataset of the same name, read whole into memory and converted to
 float32. Rows are served in file order; at the end of a file the next file is
 loaded (the only file stays loaded), after the last the first again, and a
-batch may span two files. With `shuffle: true` the files and each file's rows
-are permuted at every wrap as in Caffe, but from our seeded generator: Caffe's
-std::random_shuffle over rand() cannot be reproduced."""
+batch may span two files.
+
+With `shuffle: true` the order is Caffe's own, draw for draw: the list of
+files is shuffled when the layer is set up, and again each time it wraps
+around; the rows of a file are shuffled when it is loaded, and again when
+its last row has been read (so twice in a row when the next file is loaded).
+Every shuffle is std::random_shuffle over glibc's rand(), which Caffe never
+seeds (`glibc_rand`): the order is the same in every run, `random_seed`
+does not change it, and all HDF5Data layers of a process draw from one
+stream, `DataStream.rand`: at set-up in the order the nets are built (the
+train net, then the test nets), then in the order the layers wrap around.
+
+`DataStream.position()` is where every reader stands (file, row, both
+orders) and the rand() state, as plain JSON values; `restore` puts them
+back, so that a resumed run reads what the uninterrupted one would have."""
 
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import h5py
 import numpy as np
 
 from ...errors import InputError
 from ...typing import PathLike
+from .glibc_rand import GlibcRand
+
+Position = Dict[str, Any]   # JSON values: one reader's (file, row, orders), or a DataStream's
 
 
 class HDF5Rows:
     """Batches of rows from the files listed in `source`, one array per top:
-    float32, shape (batch_size, *dataset.shape[1:])."""
+    float32, shape (batch_size, *dataset.shape[1:]). `rand` is the process's
+    rand() stream that shuffles draw from (default: a fresh one, as in a new
+    Caffe process)."""
 
     def __init__(self, source: PathLike, tops: Sequence[str], batch_size: int, shuffle: bool = False,
-                 rng: Optional[np.random.Generator] = None) -> None:
+                 rand: Optional[GlibcRand] = None) -> None:
         self.source, self.tops, self.batch_size = Path(source), list(tops), int(batch_size)
-        self.shuffle, self.rng = shuffle, rng or np.random.default_rng()
+        self.shuffle, self.rand = shuffle, rand or GlibcRand()
         self.files = _list_files(self.source)
         self.file_order = np.arange(len(self.files))
         if shuffle:
-            self.rng.shuffle(self.file_order)
+            self.rand.random_shuffle(self.file_order)
         self.current_file = 0
         self._load(self.files[self.file_order[0]])
         self.row_shapes = [a.shape[1:] for a in self.arrays]
@@ -60,24 +77,120 @@ class HDF5Rows:
             if self.current_file == len(self.files):
                 self.current_file = 0
                 if self.shuffle:
-                    self.rng.shuffle(self.file_order)
+                    self.rand.random_shuffle(self.file_order)
             self._load(self.files[self.file_order[self.current_file]])
         self.current_row = 0
         if self.shuffle:
-            self.rng.shuffle(self.row_order)
+            self.rand.random_shuffle(self.row_order)
 
     def _load(self, path: str) -> None:
-        self.arrays = [_read_dataset(path, top) for top in self.tops]
-        rows = {a.shape[0] for a in self.arrays}
+        self.arrays = self._read(path)
+        self.row_order = np.arange(len(self.arrays[0]))
+        if self.shuffle:
+            self.rand.random_shuffle(self.row_order)
+        self.current_row = 0
+
+    def _read(self, path: str) -> List[np.ndarray]:
+        arrays = [_read_dataset(path, top) for top in self.tops]
+        rows = {a.shape[0] for a in arrays}
         if len(rows) != 1:
             raise InputError(path, f"datasets {self.tops} have different numbers of rows {sorted(rows)}")
-        if hasattr(self, "row_shapes") and [a.shape[1:] for a in self.arrays] != self.row_shapes:
-            raise InputError(path, f"row shapes {[a.shape[1:] for a in self.arrays]} differ from "
+        if hasattr(self, "row_shapes") and [a.shape[1:] for a in arrays] != self.row_shapes:
+            raise InputError(path, f"row shapes {[a.shape[1:] for a in arrays]} differ from "
                                    f"{self.row_shapes} in {self.files[self.file_order[0]]}")
-        self.row_order = np.arange(rows.pop())
-        if self.shuffle:
-            self.rng.shuffle(self.row_order)
-        self.current_row = 0
+        return arrays
+
+    # --- where it stands, for snapshots ---------------------------------------
+
+    def position(self) -> Position:
+        """The file (an index into `files`, through `file_order`), the next
+        row (an index into `row_order`) and both orders; an order is None
+        while it is the identity (no shuffle)."""
+        return {"source": str(self.source), "tops": self.tops, "shuffle": self.shuffle, "files": self.files,
+                "file_order": self.file_order.tolist() if self.shuffle else None,
+                "current_file": self.current_file, "current_row": self.current_row,
+                "row_order": self.row_order.tolist() if self.shuffle else None}
+
+    def restorer(self, saved: Position) -> Callable[[], None]:
+        """A function that puts the reader where `saved` says, its file
+        already read; a ValueError, and nothing changed, where `saved` does
+        not fit this layer or its files (another list, other rows)."""
+        mine = self.position()
+        for key in ("source", "tops", "shuffle", "files"):
+            if saved.get(key) != mine[key]:
+                raise ValueError(f"{key}: saved {saved.get(key)!r}, now {mine[key]!r}")
+        file_order = _order(saved["file_order"], len(self.files), "file_order")
+        current_file = _index(saved["current_file"], len(self.files), "current_file")
+        path = self.files[file_order[current_file]]
+        try:
+            arrays = self._read(path)
+        except InputError as e:
+            raise ValueError(str(e)) from None
+        row_order = _order(saved["row_order"], len(arrays[0]), f"row_order of {path}")
+        current_row = _index(saved["current_row"], len(arrays[0]), f"current_row of {path}")
+
+        def restore() -> None:
+            self.file_order, self.current_file, self.arrays = file_order, current_file, arrays
+            self.row_order, self.current_row = row_order, current_row
+        return restore
+
+
+class DataStream:
+    """What the HDF5Data layers of one training process share: glibc's
+    rand() stream and, for snapshots, the readers themselves, by layer name,
+    in the order they were set up (train net, then test nets)."""
+
+    def __init__(self) -> None:
+        self.rand = GlibcRand()
+        self.readers: List[Tuple[str, HDF5Rows]] = []
+
+    def reader(self, layer: str, source: PathLike, tops: Sequence[str], batch_size: int,
+               shuffle: bool = False) -> HDF5Rows:
+        rows = HDF5Rows(source, tops, batch_size, shuffle, self.rand)
+        self.readers.append((layer, rows))
+        return rows
+
+    def position(self) -> Position:
+        return {"rand": self.rand.state(),
+                "layers": [dict(layer=name, **rows.position()) for name, rows in self.readers]}
+
+    def restore(self, saved: Position) -> None:
+        """Every reader and the rand() stream as `saved` has them, or (a
+        ValueError naming what does not fit) none of them."""
+        layers = saved.get("layers")
+        if not isinstance(layers, list) or len(layers) != len(self.readers):
+            raise ValueError(f"it has {len(layers) if isinstance(layers, list) else 'no'} HDF5Data layers, "
+                             f"the nets {len(self.readers)}")
+        restores = []
+        for i, ((name, rows), entry) in enumerate(zip(self.readers, layers)):
+            if not isinstance(entry, dict) or entry.get("layer") != name:
+                raise ValueError(f"HDF5Data layer {i} is '{name}', saved "
+                                 f"'{entry.get('layer') if isinstance(entry, dict) else entry}'")
+            try:
+                restores.append(rows.restorer(entry))
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"layer '{name}': {e}") from None
+        try:
+            rand = GlibcRand.from_state(saved.get("rand") or [])
+        except ValueError as e:
+            raise ValueError(f"rand: {e}") from None
+        for restore in restores:
+            restore()
+        self.rand.window = rand.window     # the readers hold this object: change its state, not the object
+
+
+def _order(saved: Optional[List[int]], n: int, what: str) -> np.ndarray:
+    """A saved order (None: the identity), checked to be a permutation of n."""
+    order = np.arange(n) if saved is None else np.array(saved, dtype=np.int64)
+    if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+        raise ValueError(f"{what} is not an order of {n} items")
+    return order
+
+
+def _index(saved: int, n: int, what: str) -> int:
+    if not isinstance(saved, int) or not 0 <= saved < n:
+        raise ValueError(f"{what} {saved!r} is not below {n}")
+    return saved
 
 
 def _list_files(source: Path) -> List[str]:
