@@ -1,6 +1,7 @@
 """What Caffe defines, without Caffe: the caffe.proto subset and its generated
 module (`caffe_pb2`), prototxt text io (`prototxt`), .caffemodel and
-.solverstate files (`snapshot`), and `caffe train`'s log format (`log`).
+.solverstate files (`snapshot`), `caffe train`'s log format (`log`), and the
+Split layers Caffe inserts before it builds a net (`splits`).
 `make proto` regenerates caffe_pb2.py (see `regenerate`).
 
 `plaquenet.caffe.caffe_pb2` is the one way in to the message classes. With

@@ -11,7 +11,7 @@ import numpy as np
 from plaquenet.caffe.prototxt import read_net
 from plaquenet.caffe.snapshot import write_caffemodel
 from plaquenet.cohort import Scan, normalise_intensity, write_cohort
-from plaquenet.engines.torch.net import TEST, Net, load_deploy, net_to_proto
+from plaquenet.engines.torch.net import TEST, TRAIN, Net, load_deploy, net_to_proto
 from plaquenet.phantom import phantom_patient
 from plaquenet.tiles import make_tiles
 
@@ -56,10 +56,14 @@ def test_hdf5_tiles_feed_real_caffe_in_our_row_order(caffe, tmp_path, monkeypatc
 
     (h5,) = (caffe.scratch / "data/current/tiles").glob("train_*.h5")
     with h5py.File(h5, "r") as f:
-        rows, labels = f["data"][...], f["label"][...]
-    order = np.arange(100) % len(rows)
-    np.testing.assert_array_equal(np.load(caffe.scratch / "data.npy"), rows[order])
-    np.testing.assert_array_equal(np.load(caffe.scratch / "label.npy"), labels[order])
+        rows = len(f["data"])
+    # Our own reader, built from the same prototxt in the same working directory.
+    net = Net(read_net("prototxt/plaquenet_train.prototxt"), TRAIN, fill=False)
+    (reader,) = [m for p, m in zip(net.layer_params, net.layers) if p.type == "HDF5Data"]
+    data, label = (t.numpy() for t in reader())
+    assert data.shape == (100, 1, 50, 50) and rows < 100   # the batch wraps around the file
+    np.testing.assert_array_equal(data, np.load(caffe.scratch / "data.npy"))
+    np.testing.assert_array_equal(label, np.load(caffe.scratch / "label.npy"))
 
 
 def _random_weights(deploy):

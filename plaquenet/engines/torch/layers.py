@@ -14,14 +14,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...caffe import caffe_pb2
-from .data import HDF5Rows
-from .fillers import fill
+from .data import DataStream, HDF5Rows
+from .fillers import check_filler, fill
 
 Shape = Tuple[int, ...]
 Pair = Tuple[int, int]   # (h, w)
@@ -45,8 +44,18 @@ class Build:
     generator: torch.Generator                      # for the fillers
     conv_for: Callable[["caffe_pb2.LayerParameter"], ConvFn] = lambda layer: torch_conv2d
     fill: bool = True                               # False: zeros (weights come from a file)
-    rng: Optional[np.random.Generator] = None       # HDF5Data shuffle
+    data: Optional[DataStream] = None               # HDF5Data readers and their rand() (None: a new one)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+class BlobData:
+    """A blob's data as Caffe's Backward reads it. Caffe runs every Backward
+    after the whole forward pass, so a layer that reads a blob's data then
+    sees what the last in-place layer (top i = bottom i) on that blob wrote,
+    not what it saw itself. The net updates `data` as those layers run."""
+
+    def __init__(self) -> None:
+        self.data: Optional[torch.Tensor] = None
 
 
 class Layer(nn.Module):
@@ -54,13 +63,23 @@ class Layer(nn.Module):
     is_data = False           # data layers take no bottoms and are fed by the net
     default_loss_weight = 0.0
     auto_top_blobs = False    # Caffe's AutoTopBlobs(): the net adds the tops the prototxt leaves out
+    # Backward reads top 0's data (Sigmoid; an in-place ReLU's bottom is its top):
+    # the net calls forward(*bottoms, late=BlobData()).
+    reads_top_in_backward = False
+    no_backward_to: Tuple[int, ...] = ()   # bottoms whose gradient Caffe's Backward refuses (LOG(FATAL))
 
     def __init__(self, blobs: Sequence[torch.Tensor] = ()) -> None:
         super().__init__()
         self.blobs = nn.ParameterList([nn.Parameter(b) for b in blobs])
 
+    def allow_force_backward(self, bottom: int) -> bool:
+        """Layer::AllowForceBackward: whether `force_backward` asks for this bottom's gradient."""
+        return True
+
 
 def _filled(build: Build, filler: "caffe_pb2.FillerParameter", shape: Shape, where: str) -> torch.Tensor:
+    # Caffe fills (and so checks the filler) even when a weight file follows.
+    check_filler(filler, shape, where)
     blob = fill(filler, shape, build.generator, where) if build.fill else torch.zeros(shape)
     return blob.to(build.device)
 
@@ -153,41 +172,77 @@ def build_prelu(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape], build: 
     return PReLU([slopes]), [shape]
 
 
+class _CaffeReLU(torch.autograd.Function):
+    """Caffe's ReLU: y = max(x, 0) + slope min(x, 0) (torch's leaky_relu, the
+    same floats); backward dy ((b > 0) + slope (b <= 0)), b the bottom's data
+    when Backward runs. Not in place, b = x. In place, b is the blob after the
+    forward pass: with a negative slope y = slope x > 0 for x < 0, so Caffe
+    passes dy there unscaled (measured in the oracle: not the mathematical
+    gradient, but Caffe's), and a later in-place layer changes b again."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, slope: float, late: Optional[BlobData]) -> torch.Tensor:
+        y = F.relu(x) if slope == 0 else F.leaky_relu(x, slope)
+        ctx.slope, ctx.late = slope, late
+        if late is None:
+            ctx.save_for_backward(x)
+        else:
+            late.data = y.detach()   # not y: a reference cycle through the graph
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> Tuple[torch.Tensor, None, None]:
+        b = ctx.saved_tensors[0] if ctx.late is None else ctx.late.data
+        return dy * ((b > 0).to(dy.dtype) + ctx.slope * (b <= 0).to(dy.dtype)), None, None
+
+
 class ReLU(Layer):
-    def __init__(self, negative_slope: float) -> None:
+    def __init__(self, negative_slope: float, in_place: bool) -> None:
         super().__init__()
         self.negative_slope = negative_slope
+        self.reads_top_in_backward = in_place   # its bottom is its top
 
-    def forward(self, x: torch.Tensor) -> Tops:
-        if self.negative_slope == 0:
-            return (F.relu(x),)
-        return (F.leaky_relu(x, self.negative_slope),)
+    def forward(self, x: torch.Tensor, late: Optional[BlobData] = None) -> Tops:
+        if self.reads_top_in_backward and late is None:
+            late = BlobData()   # run alone: no later layer overwrites the blob
+        return (_CaffeReLU.apply(x, self.negative_slope, late),)
 
 
 def build_relu(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape], build: Build) -> Tuple[Layer, List[Shape]]:
-    return ReLU(layer.relu_param.negative_slope), list(bottoms)
+    if len(bottoms) != 1:
+        raise ValueError(f"ReLU takes 1 bottom, got {len(bottoms)}")
+    in_place = layer.top[:1] == layer.bottom[:1]
+    return ReLU(layer.relu_param.negative_slope, in_place), list(bottoms)
 
 
 class _CaffeSigmoid(torch.autograd.Function):
     """Caffe's sigmoid `0.5 * tanh(0.5 * x) + 0.5` and its backward
-    `dy * y * (1. - y)`. The C++ double literals make both evaluate in double
-    and round once to float; so do we (one channel: the cost is nil)."""
+    `dy * y * (1. - y)`, y the top's data when Backward runs (a later
+    in-place layer may have overwritten it: BlobData). The C++ double
+    literals make both evaluate in double and round once to float; so do we
+    (one channel: the cost is nil)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, late: Optional[BlobData]) -> torch.Tensor:
         y = (torch.tanh(x.double() * 0.5) * 0.5 + 0.5).to(x.dtype)
-        ctx.save_for_backward(y)
+        ctx.late = late
+        if late is None:
+            ctx.save_for_backward(y)
+        else:
+            late.data = y.detach()   # not y: a reference cycle through the graph
         return y
 
     @staticmethod
-    def backward(ctx: Any, dy: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return ((dy * y).double() * (1.0 - y.double())).to(dy.dtype)
+    def backward(ctx: Any, dy: torch.Tensor) -> Tuple[torch.Tensor, None]:
+        y = ctx.saved_tensors[0] if ctx.late is None else ctx.late.data
+        return ((dy * y).double() * (1.0 - y.double())).to(dy.dtype), None
 
 
 class Sigmoid(Layer):
-    def forward(self, x: torch.Tensor) -> Tops:
-        return (_CaffeSigmoid.apply(x),)
+    reads_top_in_backward = True
+
+    def forward(self, x: torch.Tensor, late: Optional[BlobData] = None) -> Tops:
+        return (_CaffeSigmoid.apply(x, late),)
 
 
 def build_sigmoid(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],
@@ -224,8 +279,14 @@ class LossLayer(Layer):
     default_loss_weight = 1.0
     auto_top_blobs = True
 
+    def allow_force_backward(self, bottom: int) -> bool:
+        return bottom != 1   # LossLayer: not into the label
+
 
 class EuclideanLoss(LossLayer):
+    def allow_force_backward(self, bottom: int) -> bool:
+        return True          # EuclideanLossLayer: both bottoms get a gradient
+
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> Tops:
         return (_EuclideanLoss.apply(a, b),)
 
@@ -264,11 +325,14 @@ class _SigmoidCrossEntropyLoss(torch.autograd.Function):
         x64, t64, keep = ctx.saved_tensors
         prob = torch.tanh(x64 * 0.5) * 0.5 + 0.5
         grad = (prob - t64) * keep * (dloss.double() / ctx.normalizer)
-        # Caffe refuses to backpropagate to the target ("cannot backpropagate to label inputs").
         return grad.to(dloss.dtype), None, None, None
 
 
 class SigmoidCrossEntropyLoss(LossLayer):
+    # Backward_cpu: "SigmoidCrossEntropyLoss Layer cannot backpropagate to label
+    # inputs." The net refuses to train where Caffe would ask (Net.backward_refusal).
+    no_backward_to = (1,)
+
     def __init__(self, normalization: str, ignore: Optional[int]) -> None:
         super().__init__()
         self.normalization, self.ignore = normalization, ignore
@@ -369,7 +433,8 @@ def build_hdf5_data(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],
         raise ValueError("hdf5_data_param.source must be set")
     if not p.batch_size:
         raise ValueError("hdf5_data_param.batch_size must be set")
-    rows = HDF5Rows(p.source, layer.top, p.batch_size, shuffle=p.shuffle, rng=build.rng)
+    data = build.data or DataStream()
+    rows = data.reader(layer.name, p.source, layer.top, p.batch_size, shuffle=p.shuffle)
     return HDF5Data(rows, build.device), rows.top_shapes
 
 

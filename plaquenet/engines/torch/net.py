@@ -12,7 +12,7 @@ default, and a top named "(automatic)" when the prototxt gives none); the
 net's outputs are the named blobs no later layer consumes."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union, cast
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -21,9 +21,12 @@ from torch import nn
 from ...caffe import caffe_pb2
 from ...caffe.prototxt import read_net
 from ...caffe.snapshot import blob_array, blob_proto, blob_shape, read_caffemodel
+from ...caffe.splits import insert_splits
 from ...errors import InputError
 from ...typing import PathLike
-from .layers import LAYERS, Build, ConvFn, Layer, LossLayer, Shape, torch_conv2d
+from .data import DataStream
+from .backward import Node, backward_needs
+from .layers import LAYERS, BlobData, Build, ConvFn, Layer, LossLayer, Shape, torch_conv2d
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 # Net::AppendTop's name for a top the layer needs but the prototxt leaves out
@@ -110,20 +113,25 @@ class Net(nn.Module):
 
     `conv(layer_param) -> ConvFn` picks each Convolution layer's implementation
     (default: torch's conv2d). `fill=False` skips the fillers (zeros), for nets
-    whose weights come from a .caffemodel. `seed` seeds the fillers (and the
-    HDF5Data shuffle); None draws a fresh seed."""
+    whose weights come from a .caffemodel. `seed` seeds the fillers; None
+    draws a fresh seed. `data` holds the HDF5Data readers and the rand()
+    stream their shuffles draw from (data.DataStream): one per training
+    process, shared by its train and test nets, as in Caffe; None gives this
+    net a new one, as a new Caffe process would. It is `self.data`."""
 
     def __init__(self, net_param: "caffe_pb2.NetParameter", phase: "caffe_pb2.Phase" = TRAIN,
                  source: PathLike = "<net>", device: Union[torch.device, str] = "cpu", seed: Optional[int] = None,
                  conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]] = None,
-                 state: Optional["caffe_pb2.NetState"] = None, fill: bool = True, channels_last: bool = False) -> None:
+                 state: Optional["caffe_pb2.NetState"] = None, fill: bool = True, channels_last: bool = False,
+                 data: Optional[DataStream] = None) -> None:
         super().__init__()
         self.source, self.name = str(source), net_param.name
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.data = data or DataStream()
         seed = int(cast(int, np.random.SeedSequence().entropy) % 2**63) if seed is None else int(seed)
         build = Build(generator=torch.Generator().manual_seed(seed), conv_for=conv or (lambda l: torch_conv2d),
-                      fill=fill, rng=np.random.default_rng(seed), device=self.device)
+                      fill=fill, data=self.data, device=self.device)
         params = list(included_layers(net_param, net_state(net_param, phase, state), self.source))
         if net_param.input:
             params.insert(0, _legacy_input_layer(net_param, self.source))
@@ -134,8 +142,18 @@ class Net(nn.Module):
         self.propagate: List[List[bool]] = []
         self.blob_shapes: Dict[str, Shape] = {}
         self.learnable: List[Learnable] = []
+        self._loss_tops: Set[str] = set()
+        self._force_backward = net_param.force_backward
         for layer in params:
             self._add(layer, build)
+        self._split_layers = self._with_splits(phase)
+        # The net as Caffe's Net holds it (what a .caffemodel lists): Caffe's Split layers (module None) included.
+        self.caffe_layers: List[Tuple["caffe_pb2.LayerParameter", Optional[Layer]]] = [
+            (param, None if i is None else cast(Layer, self.layers[i])) for param, i in self._split_layers]
+        # Raised by forward: with gradients on, where Caffe's first backward pass would stop; always, where
+        # Caffe stops when the net first runs (set by train: a test net whose blobs cannot be shared).
+        self.backward_refusal = self._backward_refusal(net_param.force_backward)
+        self.run_refusal: Optional[InputError] = None
         # Outputs: the blobs no later layer reads, sorted by name (Caffe keeps them in a std::set).
         available: Set[str] = set()
         for layer in self.layer_params:
@@ -154,6 +172,10 @@ class Net(nn.Module):
         missing = [b for b in layer.bottom if b not in self.blob_shapes]
         if missing:
             raise self._fail(layer, f"bottom '{missing[0]}' is not a top of any earlier layer")
+        read = [b for b in layer.bottom if b in self._loss_tops]
+        if read:   # InsertSplits counts the loss as a reader: the Split's loss and gradient differ from ours
+            raise self._fail(layer, f"bottom '{read[0]}' is a top with a loss weight, which Caffe splits and "
+                                    f"weighs in its own way when another layer reads it (not supported)")
         bottoms = [self.blob_shapes[b] for b in layer.bottom]
         try:
             module, top_shapes = LAYERS[layer.type](layer, bottoms, build)
@@ -165,7 +187,8 @@ class Net(nn.Module):
             self._set_blobs(layer, module, [blob_array(b) for b in layer.blobs], self.source)
         for i, blob in enumerate(module.blobs):
             spec = layer.param[i] if i < len(layer.param) else caffe_pb2.ParamSpec()
-            blob.requires_grad_(spec.lr_mult != 0)
+            # force_backward: Caffe computes every blob's gradient, lr_mult 0 too (it counts in clip_gradients).
+            blob.requires_grad_(spec.lr_mult != 0 or self._force_backward)
             self.learnable.append(Learnable(layer.name, i, blob, spec.lr_mult, spec.decay_mult))
         self.blob_shapes.update(zip(layer.top, top_shapes))   # not the anonymous tops: no bottom can name them
         self.layer_params.append(layer)
@@ -173,6 +196,7 @@ class Net(nn.Module):
         self.top_names.append(tops)
         self.loss_weights.append(list(layer.loss_weight) or [module.default_loss_weight] * len(tops))
         self.propagate.append(list(layer.propagate_down) or [True] * len(layer.bottom))
+        self._loss_tops.update(name for name, w in zip(layer.top, self.loss_weights[-1]) if w)
 
     def _tops(self, layer: "caffe_pb2.LayerParameter", module: Layer, produced: int) -> List[str]:
         """The layer's top names: as given, then (Net::Init, for AutoTopBlobs()
@@ -196,6 +220,63 @@ class Net(nn.Module):
             raise self._fail(layer, f"{len(layer.propagate_down)} propagate_down values "
                                     f"for {len(layer.bottom)} bottoms")
 
+    def _with_splits(self, phase: "caffe_pb2.Phase") -> List[Tuple["caffe_pb2.LayerParameter", Optional[int]]]:
+        """The layers after Caffe's InsertSplits, each with its index in
+        `layers` (None: a Split, which has no module: our blobs are immutable
+        tensors, so a blob read twice needs no copy). Refuses what Net::Init
+        refuses on them: a top name produced twice, unless in place (top i =
+        bottom i after the splits: a blob that another layer reads too is not
+        written in place), and a top named as one of Caffe's Split tops."""
+        layers: List[Tuple["caffe_pb2.LayerParameter", Optional[int]]] = []
+        index = 0
+        for param in insert_splits(self.layer_params):
+            if param.type == "Split":   # not a user layer: that type is not supported
+                param.phase = phase
+                layers.append((param, None))
+            else:
+                layers.append((param, index))
+                index += 1
+        split_tops = {top for param, i in layers if i is None for top in param.top}
+        produced: Set[str] = set()
+        for param, i in layers:
+            for j, top in enumerate(param.top):
+                in_place = j < len(param.bottom) and param.bottom[j] == top
+                if i is not None and top in split_tops:
+                    raise self._fail(self.layer_params[i], f"top '{top}' has the name of one of Caffe's "
+                                                           f"automatic Split tops")
+                if top in produced and not in_place:
+                    raise self._fail(self.layer_params[cast(int, i)],
+                                     f"top '{top}' is produced by an earlier layer too (Caffe allows that only "
+                                     f"in place: top i = bottom i, and no other layer reading that bottom)")
+                produced.add(top)
+        return layers
+
+    def _backward_refusal(self, force_backward: bool) -> Optional[InputError]:
+        """The error for the first layer whose Backward Caffe would ask for a
+        bottom's gradient that the layer refuses (backward.py), else None."""
+        nodes = []
+        for param, i in self._split_layers:
+            module = None if i is None else cast(Layer, self.layers[i])
+            blobs = 0 if module is None else len(module.blobs)
+            nodes.append(Node(
+                bottoms=list(param.bottom), tops=list(param.top) if i is None else self.top_names[i],
+                named_tops=len(param.top),
+                loss_weights=(list(param.loss_weight) or [0.0] * len(param.top)) if i is None else self.loss_weights[i],
+                learns=any(j >= len(param.param) or param.param[j].lr_mult != 0 for j in range(blobs)),
+                propagate_down=list(param.propagate_down),
+                allow_force_backward=(lambda j: True) if module is None else module.allow_force_backward))
+        need_layer, need_bottom = backward_needs(nodes, force_backward)
+        for (param, i), need, bottoms in zip(self._split_layers, need_layer, need_bottom):
+            refused = [] if i is None else [j for j in cast(Layer, self.layers[i]).no_backward_to
+                                            if need and j < len(bottoms) and bottoms[j]]
+            if refused:
+                layer = self.layer_params[cast(int, i)]
+                return self._fail(layer, f"bottom '{layer.bottom[refused[0]]}' needs a gradient here (a learning "
+                                         f"layer below it, propagate_down or force_backward) and Caffe's Backward "
+                                         f"refuses it: 'cannot backpropagate to label inputs' at the first "
+                                         f"backward pass")
+        return None
+
     def _set_blobs(self, layer: "caffe_pb2.LayerParameter", module: Layer, arrays: Sequence[np.ndarray],
                    where: PathLike) -> None:
         """Copy arrays into a layer's blobs; count and shapes must match."""
@@ -216,22 +297,35 @@ class Net(nn.Module):
                 ) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
         """Run every layer once. Returns (blobs by name, loss): loss is the
         weighted sum of the loss tops, a 0-dim tensor, or None if none."""
+        if self.run_refusal is not None:
+            raise self.run_refusal
+        if self.backward_refusal is not None and torch.is_grad_enabled():
+            raise self.backward_refusal
         blobs: Dict[str, torch.Tensor] = {}
         loss: Optional[torch.Tensor] = None
+        readers: Dict[str, List[BlobData]] = {}   # blob -> whose Backward reads its final data
         for layer, module, names, weights, propagate in zip(self.layer_params, self.layers, self.top_names,
                                                              self.loss_weights, self.propagate):
+            late = BlobData() if module.reads_top_in_backward else None
             if module.is_data:
                 tops = module(feed or {})
                 tops = tuple(t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t
                              for t in tops)
             else:
-                tops = module(*[blobs[b] if p else blobs[b].detach()
-                                for b, p in zip(layer.bottom, propagate)])
-            for name, top, w in zip(names, tops, weights):
+                bottoms = [blobs[b] if p else blobs[b].detach() for b, p in zip(layer.bottom, propagate)]
+                tops = module(*bottoms) if late is None else module(*bottoms, late=late)
+            for j, (name, top, w) in enumerate(zip(names, tops, weights)):
                 blobs[name] = top
+                if j < len(layer.bottom) and layer.bottom[j] == name:   # in place: Caffe overwrites the blob
+                    for reader in readers.get(name, []):
+                        reader.data = top.detach()
+                else:
+                    readers[name] = []
                 if w:
                     term = top.sum() * w if w != 1 else top.sum()
                     loss = term if loss is None else loss + term
+            if late is not None:
+                readers.setdefault(names[0], []).append(late)
         return blobs, loss
 
     def output_weights(self) -> Dict[str, float]:
@@ -253,21 +347,27 @@ def copy_trained_layers(net: Net, weights_param: "caffe_pb2.NetParameter", where
     ignored. Blob counts must be equal (Caffe's CHECK_EQ: a file layer without
     blobs for a net layer with some is refused too) and shapes too, a legacy
     num/channels/height/width blob matching a shape of at most 4 axes that
-    leading 1s pad to it (Blob::ShapeEquals); else an InputError. With
-    `require_all` (ours, for deploy), every net layer with blobs must be in
-    the file."""
-    targets: Dict[str, Tuple["caffe_pb2.LayerParameter", Layer]] = {}
-    for layer, module in zip(net.layer_params, cast(Iterable[Layer], net.layers)):
+    leading 1s pad to it (Blob::ShapeEquals); else an InputError. The net's
+    layers include Caffe's Split layers (no blobs), as a file Caffe wrote
+    does. With `require_all` (ours, for deploy), every net layer with blobs
+    must be in the file."""
+    targets: Dict[str, Tuple["caffe_pb2.LayerParameter", Optional[Layer]]] = {}
+    for layer, module in net.caffe_layers:
         targets.setdefault(layer.name, (layer, module))
     if require_all:
         given = {source.name for source in weights_param.layer}
-        missing = [name for name, (_, module) in targets.items() if len(module.blobs) and name not in given]
+        missing = [name for name, (_, module) in targets.items()
+                   if module is not None and len(module.blobs) and name not in given]
         if missing:
             raise InputError(where, f"has no weights for layer '{missing[0]}' of {net.source}")
     for source in weights_param.layer:
         if source.name not in targets:
             continue
         layer, module = targets[source.name]
+        if module is None:   # a Split layer
+            if source.blobs:
+                raise InputError(where, f"layer '{source.name}': {len(source.blobs)} blobs in the file, 0 in the net")
+            continue
         try:
             arrays = [_legacy_reshape(b, tuple(t.shape)) for b, t in zip(source.blobs, module.blobs)]
             arrays += [blob_array(b) for b in source.blobs[len(arrays):]]
@@ -288,13 +388,17 @@ def _legacy_reshape(blob: "caffe_pb2.BlobProto", target_shape: Shape) -> np.ndar
 
 def net_to_proto(net: Net) -> "caffe_pb2.NetParameter":
     """The .caffemodel content (Net::ToProto): every layer's parameters, as
-    the net was built, with its blobs. A loss layer without `loss_weight`
-    is written with `loss_weight: 1`, as LossLayer::LayerSetUp sets it."""
+    the net was built (phase set, Caffe's Split layers inserted and the
+    bottoms they feed renamed), with its blobs. A loss layer without
+    `loss_weight` is written with `loss_weight: 1`, as LossLayer::LayerSetUp
+    sets it."""
     out = caffe_pb2.NetParameter(name=net.name)
-    for layer, module in zip(net.layer_params, cast(Iterable[Layer], net.layers)):
+    for layer, module in net.caffe_layers:
         copy = out.layer.add()
         copy.CopyFrom(layer)
         del copy.blobs[:]
+        if module is None:
+            continue
         if isinstance(module, LossLayer) and not copy.loss_weight:
             copy.loss_weight.append(module.default_loss_weight)
         copy.blobs.extend(blob_proto(b.detach().cpu().numpy()) for b in module.blobs)

@@ -152,3 +152,32 @@ def test_silence_consumes_its_bottoms():
     assert loss is None and set(blobs) == {"data", "p", "r"}
     with pytest.raises(InputError, match=r"layer 'quiet' \(Silence\): Silence has no tops"):
         net_of(input_layer((1, 1, 2, 2)) + 'layer { name: "quiet" type: "Silence" bottom: "data" top: "x" }')
+
+
+def test_an_in_place_relu_with_a_negative_slope_has_caffes_gradient():
+    # Caffe's ReLU Backward reads its bottom blob after the forward pass; in
+    # place that holds y = slope * x > 0 where x < 0, so dy passes unscaled
+    # there: Caffe's gradient, not the textbook's (measured in the oracle).
+    x = torch.tensor([-2.0, -0.5, 0.0, 3.0]).reshape(1, 1, 1, 4)
+    grads = {}
+    for top in ("data", "r"):
+        net = net_of(input_layer((1, 1, 1, 4)) + f'layer {{ name: "r" type: "ReLU" bottom: "data" top: "{top}" '
+                                                 f'relu_param {{ negative_slope: -0.5 }} }}')
+        xi = x.clone().requires_grad_(True)
+        blobs, _ = net({"data": xi})
+        np.testing.assert_array_equal(blobs[top].detach().numpy().ravel(), [1, 0.25, 0, 3])
+        blobs[top].sum().backward()
+        grads[top] = xi.grad.numpy().ravel().tolist()
+    assert grads == {"data": [1, 1, -0.5, 1], "r": [-0.5, -0.5, -0.5, 1]}
+
+
+def test_a_layer_before_an_in_place_layer_reads_what_that_layer_wrote():
+    # ReLU then Sigmoid, both in place: Caffe's ReLU Backward sees the
+    # sigmoid's output, > 0 everywhere, and masks nothing.
+    net = net_of(input_layer((1, 1, 1, 3)) + 'layer { name: "r" type: "ReLU" bottom: "data" top: "data" }\n'
+                                             'layer { name: "s" type: "Sigmoid" bottom: "data" top: "data" }')
+    x = torch.tensor([-1.0, 0.0, 2.0]).reshape(1, 1, 1, 3).requires_grad_(True)
+    blobs, _ = net({"data": x})
+    blobs["data"].sum().backward()
+    y = torch.sigmoid(torch.relu(x.detach()))
+    np.testing.assert_allclose(x.grad.numpy(), (y * (1 - y)).numpy(), rtol=1e-6)

@@ -49,6 +49,11 @@ def test_lr_mult_zero_freezes_a_blob():
     weight, bias = net.learnable
     assert (weight.lr_mult, weight.decay_mult, weight.blob.requires_grad) == (0, 1, False)
     assert (bias.lr_mult, bias.decay_mult, bias.blob.requires_grad) == (2, 0, True)
+    # force_backward: Caffe computes the frozen blob's gradient too (and clip_gradients counts it); lr 0 keeps it.
+    forced = net_of("force_backward: true\n" + input_layer((1, 1, 3, 3)) +
+                    'layer { name: "c" type: "Convolution" bottom: "data" top: "c" param { lr_mult: 0 } '
+                    'convolution_param { num_output: 1 kernel_size: 1 } }')
+    assert [(p.lr_mult, p.blob.requires_grad) for p in forced.learnable] == [(0, True), (1, True)]
 
 
 def test_paper_nets_build_from_their_prototxt():
@@ -155,3 +160,79 @@ def test_a_layer_with_the_wrong_number_of_tops_is_refused(layer, message):
     # Layer::CheckBlobCounts and SetLossWeights: Caffe stops on these too.
     with pytest.raises(InputError, match=message):
         net_of(input_layer((2, 1, 1, 2), "x") + input_layer((2, 1, 1, 2), "t") + layer)
+
+
+TWO_INPUTS = input_layer((2, 1, 1, 2), "x") + input_layer((2, 1, 1, 2), "t")
+
+
+@pytest.mark.parametrize("layers, message", [
+    ('layer { name: "a" type: "Sigmoid" bottom: "x" top: "y" }\n'
+     'layer { name: "b" type: "Sigmoid" bottom: "t" top: "y" }', r"layer 'b' \(Sigmoid\): top 'y' is produced by an"),
+    # In place, but on a blob another layer reads too: Caffe's Split renames b's bottom, so b is a second producer.
+    ('layer { name: "a" type: "Sigmoid" bottom: "x" top: "y" }\n'
+     'layer { name: "b" type: "Sigmoid" bottom: "x" top: "x" }', r"layer 'b' \(Sigmoid\): top 'x' is produced by an"),
+    ('layer { name: "a" type: "Sigmoid" bottom: "x" top: "y" }\n'
+     'layer { name: "b" type: "Sigmoid" bottom: "x" top: "x_x_0_split_0" }',
+     r"layer 'b' \(Sigmoid\): top 'x_x_0_split_0' has the name of one of Caffe's automatic Split tops"),
+    # A loss that another layer reads: Caffe splits it, and its loss and gradient are no longer ours.
+    ('layer { name: "l" type: "EuclideanLoss" bottom: "x" bottom: "t" top: "l" }\n'
+     'layer { name: "s" type: "Silence" bottom: "l" }', r"layer 's' \(Silence\): bottom 'l' is a top with a loss weight"),
+    ('layer { name: "a" type: "Sigmoid" bottom: "x" top: "y" loss_weight: 1 }\n'
+     'layer { name: "l" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }', r"layer 'l'.*bottom 'y' is a top with"),
+])
+def test_tops_caffes_net_init_refuses_or_splits_otherwise_are_refused(layers, message):
+    with pytest.raises(InputError, match=message):
+        net_of(TWO_INPUTS + layers)
+
+
+def test_in_place_on_a_blob_read_by_no_other_layer_is_fine():
+    net = net_of(TWO_INPUTS + 'layer { name: "b" type: "Sigmoid" bottom: "x" top: "x" }\n'
+                              'layer { name: "a" type: "Sigmoid" bottom: "x" top: "y" }')
+    assert net.outputs == ["t", "y"]
+
+
+LEARNED_LABEL = (TWO_INPUTS + 'layer { name: "c" type: "Convolution" bottom: "t" top: "tc" '
+                              'convolution_param { num_output: 1 kernel_size: 1 } }\n'
+                              'layer { name: "xent" type: "SigmoidCrossEntropyLoss" bottom: "x" bottom: "tc" top: "l" }')
+
+
+def test_a_label_that_needs_a_gradient_stops_the_first_pass_that_could_backpropagate():
+    # Caffe's SigmoidCrossEntropyLoss Backward aborts where the net asks it for
+    # the label's gradient (here: a learning convolution below it).
+    net = net_of(LEARNED_LABEL, TRAIN)
+    feed = {"x": torch.zeros(2, 1, 1, 2), "t": torch.ones(2, 1, 1, 2)}
+    with torch.no_grad():
+        net(feed)                       # a test pass: no backward, in Caffe neither
+    with pytest.raises(InputError, match=r"tiny.prototxt: layer 'xent' \(SigmoidCrossEntropyLoss\): bottom 'tc' "
+                                         r"needs a gradient"):
+        net(feed)
+    frozen = LEARNED_LABEL.replace('top: "tc" ', 'top: "tc" param { lr_mult: 0 } param { lr_mult: 0 } ')
+    assert net_of(frozen, TRAIN).backward_refusal is None
+    forced = frozen.replace('top: "l" }', 'top: "l" propagate_down: false propagate_down: true }')
+    assert net_of("force_backward: true\n" + forced, TRAIN).backward_refusal is not None
+
+
+SHARED_TOP = (input_layer((1, 1, 3, 3)) + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                                          'convolution_param { num_output: 1 kernel_size: 1 } }\n'
+              'layer { name: "a" type: "Sigmoid" bottom: "c" top: "a" }\n'
+              'layer { name: "b" type: "Sigmoid" bottom: "c" top: "b" }\n')
+
+
+def test_the_caffemodel_lists_caffes_split_layers_and_the_bottoms_they_feed():
+    model = net_to_proto(net_of(SHARED_TOP))
+    assert [(l.name, l.type, list(l.bottom), len(l.blobs)) for l in model.layer] == [
+        ("data", "Input", [], 0), ("c", "Convolution", ["data"], 2),
+        ("c_c_0_split", "Split", ["c"], 0), ("a", "Sigmoid", ["c_c_0_split_0"], 0),
+        ("b", "Sigmoid", ["c_c_0_split_1"], 0)]
+    assert model.layer[2].phase == TEST and list(model.layer[2].top) == ["c_c_0_split_0", "c_c_0_split_1"]
+
+
+def test_a_split_layer_in_a_weights_file_loads_only_without_blobs(tmp_path):
+    from plaquenet.engines.torch.net import copy_trained_layers
+
+    net = net_of(SHARED_TOP)
+    model = net_to_proto(net)
+    copy_trained_layers(net, model, "m.caffemodel")     # Caffe's own file: Split layers without blobs
+    model.layer[2].blobs.add().data.append(1.0)
+    with pytest.raises(InputError, match=r"m.caffemodel: layer 'c_c_0_split': 1 blobs in the file, 0 in the net"):
+        copy_trained_layers(net, model, "m.caffemodel")
