@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from . import paths
 from .atomic import refuse_existing
 from .engines import ENGINES
+from .engines.signals import EFFECTS, SIGHUP_EFFECT, SIGINT_EFFECT
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -131,6 +132,12 @@ def _add_train(sub: "SubParsers") -> None:
                    help="the train net's NetState level, as `caffe train --level`")
     p.add_argument("--stage", action="append", default=None, metavar="NAME",
                    help="a NetState stage of the train net, as `caffe train --stage` (repeatable)")
+    effects = "|".join(EFFECTS)
+    p.add_argument("--sigint-effect", default=SIGINT_EFFECT, metavar=effects,
+                   help="what SIGINT (Ctrl-C) does, as `caffe train --sigint_effect`: stop = end the run (after "
+                        "snapshot_after_train's snapshot), snapshot = snapshot and go on, none = ignore it")
+    p.add_argument("--sighup-effect", default=SIGHUP_EFFECT, metavar=effects,
+                   help="what SIGHUP does, as `caffe train --sighup_effect`")
     _engine_and_device(p)
     p.add_argument("--force", action="store_true",
                    help="replace an earlier run's snapshots, train.log and train.csv in the run folder "
@@ -141,7 +148,8 @@ def _run_train(args: argparse.Namespace) -> None:
     from .train import train
 
     print(train(args.solver, engine=args.engine, weights=args.weights, snapshot=args.snapshot,
-                device=args.device, force=args.force, level=args.level, stages=args.stage or ()))
+                device=args.device, force=args.force, level=args.level, stages=args.stage or (),
+                sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect))
 
 
 # --- score -----------------------------------------------------------------

@@ -56,6 +56,13 @@ class CaffeLog:
         self.file.write(glog_line(source, message))
 
     # --- start ---------------------------------------------------------------
+    def snapshot_prefix_upgraded(self, prefix: str, was_directory: bool) -> None:
+        """UpgradeSnapshotPrefixProperty, as the solver file is read: the first line of the run."""
+        if was_directory:
+            self.info("upgrade_proto.cpp:1113", f"snapshot_prefix was a directory and is replaced to {prefix}")
+        else:
+            self.info("upgrade_proto.cpp:1108", f"snapshot_prefix was not specified and is set to {prefix}")
+
     def solver_parameters(self, solver_text: str) -> None:
         self.info("solver.cpp:45", "Initializing solver from parameters: \n" + solver_text.rstrip("\n"))
 
@@ -98,6 +105,10 @@ class CaffeLog:
     def testing(self, it: int, test_net: int) -> None:
         self.info("solver.cpp:347", f"Iteration {it}, Testing net (#{test_net})")
 
+    def test_interrupted(self) -> None:
+        """A stop requested (a signal) while a test net runs: its outputs are not printed."""
+        self.info("solver.cpp:396", "Test interrupted.")
+
     def test_loss(self, loss: float) -> None:
         self.info("solver.cpp:401", f"Test loss: {cpp_number(loss)}")
 
@@ -116,8 +127,12 @@ class CaffeLog:
     def final_loss(self, it: int, smoothed_loss: float) -> None:
         self.info("solver.cpp:327", f"Iteration {it}, loss = {cpp_number(smoothed_loss)}")
 
-    def done(self) -> None:
-        self.info("solver.cpp:332", "Optimization Done.")
+    def done(self, stopped_early: bool = False) -> None:
+        """Solve()'s last line (a run stopped by a signal has its own), then caffe.cpp's."""
+        if stopped_early:
+            self.info("solver.cpp:311", "Optimization stopped early.")
+        else:
+            self.info("solver.cpp:332", "Optimization Done.")
         self.info("caffe.cpp:250", "Optimization Done.")
 
 

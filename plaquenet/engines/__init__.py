@@ -40,7 +40,10 @@ class Engine(Protocol):
         train.log in the folder of the solver's snapshot_prefix. `on_estimate`
         gets the time the schedule will take; `options` are the engine's own,
         plus, in both engines, `level` (int) and `stages` (list of str):
-        `caffe train`'s --level and --stage."""
+        `caffe train`'s --level and --stage, and `sigint_effect`,
+        `sighup_effect` ("stop", "snapshot" or "none"): its --sigint_effect
+        and --sighup_effect (engines.signals). A run a signal stopped returns
+        normally, with `stopped_early` set."""
 
     def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
         """forward(image_hw) through the deploy net with the snapshot's weights."""

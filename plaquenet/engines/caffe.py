@@ -29,6 +29,7 @@ from ..caffe.log import caffe_log_losses
 from ..typing import PathLike
 from . import Forward, device_index, parse_device
 from .run import TrainResult, estimate_line, prepare_run_dir
+from .signals import SIGHUP_EFFECT, SIGINT_EFFECT, check_effect, forwarded_to
 from .snapshots import SNAPSHOT_NAME
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 SNAPSHOT_LINE = re.compile(r"Snapshotting to (?:binary proto|HDF5) file (\S+)")
 FATAL_LINE = re.compile(r"^F\d{4} |Check failed|Error parsing|Aborted")
 RATE_LINE = re.compile(r"Iteration (\d+) \(([0-9.eE+-]+) iter/s")
+STOPPED_LINE = re.compile(r"\] Optimization stopped early\.$")   # solver.cpp:311: a signal stopped it
 NVIDIA_DEVICE = Path("/dev/nvidiactl")   # present where an NVIDIA driver (or the container toolkit) gives a GPU
 
 
@@ -59,7 +61,7 @@ class CaffeEngine:
     def train(self, solver: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
               device: str = "cpu", on_estimate: Optional[Callable[[str], None]] = None,
               **options: Any) -> TrainResult:
-        """`options`: caffe_bin, level, stages."""
+        """`options`: caffe_bin, level, stages, sigint_effect, sighup_effect."""
         return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device),
                      on_estimate=on_estimate, **options)
 
@@ -70,15 +72,19 @@ class CaffeEngine:
 def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
           device: str = "cpu", caffe_bin: str = "caffe",
           on_estimate: Optional[Callable[[str], None]] = None, level: int = 0,
-          stages: Sequence[str] = ()) -> TrainResult:
+          stages: Sequence[str] = (), sigint_effect: str = SIGINT_EFFECT,
+          sighup_effect: str = SIGHUP_EFFECT) -> TrainResult:
     """Run `caffe train --solver=S [--weights=W | --snapshot=S] [--gpu=N]
-    [--level=L] [--stage=a,b]` in the
+    [--level=L] [--stage=a,b] [--sigint_effect=E] [--sighup_effect=E]` in the
     working directory (paths in the solver are relative to it, as always);
     the solver and net are copied into the run folder first, Caffe's log is
-    teed to RUN_DIR/train.log (appended when resuming). InputError when the
-    binary is missing or Caffe fails (its fatal line quoted)."""
+    teed to RUN_DIR/train.log (appended when resuming). Caffe runs in its own
+    session and gets the SIGINT and SIGHUP sent to this process (engines.signals).
+    InputError when the binary is missing or Caffe fails (its fatal line quoted)."""
     started = time.perf_counter()
     solver_path = Path(solver_path)
+    check_effect("--sigint-effect", sigint_effect)   # Caffe would abort on a bad one
+    check_effect("--sighup-effect", sighup_effect)
     param = read_solver(solver_path)
     if weights and snapshot:
         raise InputError(snapshot, "give a snapshot to resume or weights to fine-tune, not both")
@@ -91,7 +97,7 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
         command.append(f"--weights={weights}")
     if snapshot:
         command.append(f"--snapshot={snapshot}")
-    command += _device_flags(device) + _state_flags(level, stages)
+    command += _device_flags(device) + _state_flags(level, stages) + _signal_flags(sigint_effect, sighup_effect)
     estimate = _rate_watcher(param.max_iter, parse_device(device), on_estimate)
     lines = _run_teed(command, run_dir / "train.log", append=snapshot is not None, watch=estimate)
     if lines.returncode != 0:
@@ -168,15 +174,19 @@ def _run_teed(command: List[str], log_path: Path, append: bool,
     env.setdefault("GLOG_logtostderr", "1")   # glog's files in /tmp would hold a second copy
     lines = _Lines()
     with open(log_path, "a" if append else "w", buffering=1) as log:
-        process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True, errors="replace")
+        # Its own session: a Ctrl-C in the terminal reaches it once, forwarded by us, and we go on
+        # reading its log until it ends (Caffe snapshots, then logs "Optimization stopped early.").
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True, errors="replace",
+                                   start_new_session=True)
         assert process.stderr is not None  # stderr=PIPE
         try:
-            for line in process.stderr:
-                log.write(line)
-                sys.stderr.write(line)
-                lines.append(line)
-                if watch:
-                    watch(line)
+            with forwarded_to(process.pid):
+                for line in process.stderr:
+                    log.write(line)
+                    sys.stderr.write(line)
+                    lines.append(line)
+                    if watch:
+                        watch(line)
         finally:
             process.stderr.close()
             lines.returncode = process.wait()
@@ -192,7 +202,8 @@ def _result(run_dir: Path, lines: List[str], seconds: float) -> TrainResult:
     iterations = int(last_model.group(1)) if last_model else 0
     if losses:
         iterations = max(iterations, losses[-1][0])
-    return TrainResult(run_dir, last, iterations, losses[-1][1] if losses else None, seconds)
+    stopped = any(STOPPED_LINE.search(line.rstrip("\n")) for line in lines)
+    return TrainResult(run_dir, last, iterations, losses[-1][1] if losses else None, seconds, stopped_early=stopped)
 
 
 def _state_flags(level: int, stages: Sequence[str]) -> List[str]:
@@ -200,6 +211,12 @@ def _state_flags(level: int, stages: Sequence[str]) -> List[str]:
     flags = [f"--level={level}"] if level else []
     stage = ",".join(stages)
     return flags + ([f"--stage={stage}"] if stage else [])
+
+
+def _signal_flags(sigint_effect: str, sighup_effect: str) -> List[str]:
+    """--sigint_effect and --sighup_effect, only where they differ from Caffe's defaults."""
+    flags = [f"--sigint_effect={sigint_effect}"] if sigint_effect != SIGINT_EFFECT else []
+    return flags + ([f"--sighup_effect={sighup_effect}"] if sighup_effect != SIGHUP_EFFECT else [])
 
 
 def _device_flags(device: str) -> List[str]:

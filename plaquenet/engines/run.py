@@ -28,11 +28,14 @@ class TrainResult:
     iterations: int                    # iterations done in total
     final_loss: Optional[float]        # smoothed loss of the last iteration run
     seconds: float                     # wall time of this call
+    stopped_early: bool = False        # a signal stopped it ("Optimization stopped early.", engines.signals)
 
     def __str__(self) -> str:
         loss = "n/a" if self.final_loss is None else f"{self.final_loss:.6g}"
-        return (f"trained to iteration {self.iterations} in {self.seconds:.0f} s, final loss {loss}; "
-                f"run {self.run_dir}, last snapshot {self.last_snapshot}")
+        done = "stopped early (a signal) at iteration" if self.stopped_early else "trained to iteration"
+        resume = "; resume it with --snapshot" if self.stopped_early and self.last_snapshot else ""
+        return (f"{done} {self.iterations} in {self.seconds:.0f} s, final loss {loss}; "
+                f"run {self.run_dir}, last snapshot {self.last_snapshot}{resume}")
 
 
 def train_net(param: "caffe_pb2.SolverParameter",
@@ -54,7 +57,12 @@ def prepare_run_dir(param: "caffe_pb2.SolverParameter", solver_path: PathLike) -
     """Create the run folder (the folder of `snapshot_prefix`) and copy the
     solver, its train net file and that net's deploy net (`deploy_beside`:
     score and segment then find it from any working directory) into it;
-    return (run folder, net file or None)."""
+    return (run folder, net file or None).
+
+    The folder is created where it is missing, which `caffe train` never does:
+    it aborts (with snapshot > 0 at once, `Cannot write to snapshot prefix`;
+    with snapshot 0 at the snapshot after the last iteration). plaquenet makes
+    the run folder in both engines, as `runs/` starts empty (docs/CAFFE_ORACLE.md)."""
     _, net_file = train_net(param, solver_path)
     run_dir = snapshot_folder(effective_snapshot_prefix(param, solver_path))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,11 +85,22 @@ def effective_snapshot_prefix(param: "caffe_pb2.SolverParameter", solver_path: P
     solver = str(solver_path)
     name = os.path.basename(solver)
     stem = name if name in (".", "..") or "." not in name else name[:name.rindex(".")]
-    if not param.HasField("snapshot_prefix"):
+    upgrade = snapshot_prefix_upgrade(param)
+    if upgrade == "unset":
         return solver[:len(solver) - len(name)] + stem
-    if os.path.isdir(param.snapshot_prefix):
+    if upgrade == "directory":
         return os.path.join(param.snapshot_prefix, stem)
     return param.snapshot_prefix
+
+
+def snapshot_prefix_upgrade(param: "caffe_pb2.SolverParameter") -> Optional[str]:
+    """Which of UpgradeSnapshotPrefixProperty's rewrites `effective_snapshot_prefix`
+    makes: "unset", "directory" or None (taken as written). Each rewrite is a
+    line of the oracle's log (`CaffeLog.snapshot_prefix_upgraded`). Ask before
+    the run folder is created: a prefix `out/` names a directory once `out` exists."""
+    if not param.HasField("snapshot_prefix"):
+        return "unset"
+    return "directory" if os.path.isdir(param.snapshot_prefix) else None
 
 
 def snapshot_folder(prefix: str) -> Path:

@@ -8,7 +8,7 @@ root and through `plaquenet train`:
    every net, replaced by `--weights`, cleared by `--snapshot` (caffe.cpp:222-227);
    an empty .caffemodel copies nothing;
 3. `snapshot_prefix` unset or naming a directory (upgrade_proto.cpp:1100-1116):
-   the same snapshot file names.
+   the same snapshot file names, and the same `upgrade_proto.cpp:1108`/`1113` line.
 
 The net is tiny_nets' two-convolution net on one HDF5 file of 8 rows of 12x12,
 batches of 4."""
@@ -213,3 +213,7 @@ def test_snapshot_files_are_named_as_caffe_names_them(case, caffe, tmp_path, mon
     logged = re.search(r'snapshot_prefix: "([^"]*)"', log).group(1)   # the solver parameters Caffe logs
     (train_log,) = folder.rglob("train.log")
     assert f'snapshot_prefix: "{logged}"' in train_log.read_text()
+    # UpgradeSnapshotPrefixProperty's line, the first of both logs: `upgrade_proto.cpp:N] message`
+    upgraded = [re.search(r"\S+:\d+\] .*", line).group() for line in log.splitlines() if "upgrade_proto.cpp" in line]
+    assert len(upgraded) == 1 and upgraded[0].endswith(f" {logged}"), upgraded
+    assert re.search(r"\S+:\d+\] .*", train_log.read_text().splitlines()[0]).group() == upgraded[0]

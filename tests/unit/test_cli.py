@@ -104,6 +104,11 @@ BAD_INPUTS = [
                  id="train over an earlier run"),
     pytest.param(["train", "--solver", "{tmp_path}/missing.prototxt"], "missing.prototxt: cannot read",
                  id="train without its solver"),
+    pytest.param(["train", "--solver", "{train_workdir}/solver.prototxt", "--sigint-effect", "quit"],
+                 "--sigint-effect: 'quit' is not a signal effect (choose from stop, snapshot, none)",
+                 id="train with an unknown SIGINT effect"),
+    pytest.param(["train", "--solver", "{train_workdir}/solver.prototxt", "--sighup-effect", "STOP"],
+                 "--sighup-effect: 'STOP' is not a signal effect", id="train with an unknown SIGHUP effect"),
     pytest.param(["tiles", "--cohort", "{cohort_split_at_0_2}", "--test-fraction", "0.3"],
                  "this split was made with test fraction 0.2, --test-fraction 0.3 cannot change it",
                  id="tiles with another test fraction than the split's"),
@@ -139,3 +144,14 @@ def test_train_passes_level_and_stages_to_the_stage(flags, level, stages, monkey
     monkeypatch.setattr("plaquenet.train.train", lambda solver, **kwargs: seen.update(kwargs) or "done")
     assert main(["train", "--solver", str(tmp_path / "solver.prototxt")] + flags) == 0
     assert (seen["level"], seen["stages"]) == (level, stages)
+
+
+@pytest.mark.parametrize("flags, effects", [
+    ([], ("stop", "snapshot")),   # caffe train's defaults
+    (["--sigint-effect", "snapshot", "--sighup-effect", "none"], ("snapshot", "none")),
+])
+def test_train_passes_the_signal_effects_to_the_stage(flags, effects, monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr("plaquenet.train.train", lambda solver, **kwargs: seen.update(kwargs) or "done")
+    assert main(["train", "--solver", str(tmp_path / "solver.prototxt")] + flags) == 0
+    assert (seen["sigint_effect"], seen["sighup_effect"]) == effects

@@ -3,7 +3,9 @@
 
 layers.py   one builder per layer type (LAYERS), swappable convolution
 fillers.py  Caffe's weight fillers
-data.py     HDF5Data's row order
+data.py     HDF5Data's row order, and where each reader stands (DataStream)
+glibc_rand.py  glibc's rand() and std::random_shuffle, HDF5Data's shuffle
+data_position.py  the data position saved beside each .solverstate, restored on resume
 net.py      Net (built from a NetParameter), weights in/out, load_deploy
 solver.py   lr policies and the SGD/Nesterov/Adam update, Caffe's arithmetic
 train.py    train(): `caffe train` with snapshots, resume and Caffe's log

@@ -15,13 +15,16 @@ format and `train.csv` (iter, loss, smoothed_loss, lr, seconds; one row per
 iteration).
 
 As in Caffe, a resumed run restores weights, solver history, the iteration
-count and multistep's step, but not the data layer's position (HDF5Data
-starts again at the first row) nor the smoothed loss."""
+count and multistep's step, but not the smoothed loss. From our own
+snapshots it also restores where every HDF5Data layer stood (the
+`.data_position.json` beside the .solverstate, data_position.py), so that it
+ends as the uninterrupted run does; from Caffe's, HDF5Data starts again at
+the first row, as in Caffe."""
 
 import csv
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import torch
 
@@ -32,8 +35,11 @@ from ...caffe.snapshot import (blob_array, read_caffemodel, read_solverstate, wr
 from ...errors import InputError
 from ...progress import progress
 from ...typing import PathLike
-from ..run import TrainResult, effective_snapshot_prefix, estimate_line, prepare_run_dir
+from ..run import TrainResult, effective_snapshot_prefix, estimate_line, prepare_run_dir, snapshot_prefix_upgrade
 from ..run import train_net as _train_net
+from ..signals import NONE, SIGHUP_EFFECT, SIGINT_EFFECT, SNAPSHOT, STOP, SignalRequests
+from .data_position import LOG_TAG as DATA_POSITION_LOG_TAG
+from .data_position import restore_data_position, write_with_data_position
 from .layers import ConvFn, Layer
 from .net import TEST, TRAIN, Net, copy_trained_layers, net_to_proto
 from .solver import (SolverState, apply_update, check_solver, clip_gradients, learning_rate,
@@ -46,11 +52,15 @@ if TYPE_CHECKING:
 def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
           device: str = "cpu", conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]] = None,
           channels_last: Optional[bool] = None, on_estimate: Optional[Callable[[str], None]] = None,
-          level: int = 0, stages: Sequence[str] = ()) -> TrainResult:
+          level: int = 0, stages: Sequence[str] = (), sigint_effect: str = SIGINT_EFFECT,
+          sighup_effect: str = SIGHUP_EFFECT) -> TrainResult:
     """Train as `caffe train --solver=S [--weights=W | --snapshot=S]
-    [--level=L] [--stage=a,b]` does; `stages` are --stage's names (each also
+    [--level=L] [--stage=a,b] [--sigint_effect=E] [--sighup_effect=E]` does;
+    `stages` are --stage's names (each also
     split at commas), and as in `caffe train` they and `level` override the
-    solver's train_state (`caffe_train_state`).
+    solver's train_state (`caffe_train_state`). SIGINT and SIGHUP act as
+    the effects say (stop, snapshot, none: engines.signals) from the first
+    iteration on, in the main thread.
     `conv` picks a convolution implementation per layer (see Net).
     `on_estimate` receives one line with the time the schedule will take,
     once the first iterations are timed (`run.estimate_line`).
@@ -63,7 +73,9 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
     check_solver(param, solver_path)
     if weights and snapshot:
         raise InputError(snapshot, "give a snapshot to resume or weights to fine-tune, not both")
+    requests = SignalRequests(sigint_effect, sighup_effect)   # checks the effects; installed by _solve
     prefix = effective_snapshot_prefix(param, solver_path)   # before prepare_run_dir creates its folder
+    upgrade = snapshot_prefix_upgrade(param)
     if param.snapshot_format != param.BINARYPROTO:
         raise InputError(solver_path, "snapshot_format HDF5 is not supported yet (use BINARYPROTO)")
     dev = _device(device)
@@ -78,8 +90,7 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
     state = new_state(param, net.learnable)
     finetune = _finetune_files(param, solver_path, weights, snapshot)
     _finetune(finetune, [net] + [test for test, _ in test_nets])
-    if snapshot is not None:
-        _restore(snapshot, net, state)
+    data_position = _restore(snapshot, net, state) if snapshot is not None else None
 
     run_dir, _ = prepare_run_dir(param, solver_path)
     # Logged as Caffe logs its solver: prefix upgraded, `weights` as caffe.cpp:222-227 set them.
@@ -91,6 +102,8 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
     resuming = snapshot is not None
     with CaffeLog(run_dir / "train.log", append=resuming) as log, \
             _Csv(run_dir / "train.csv", append=resuming) as table:
+        if upgrade:
+            log.snapshot_prefix_upgraded(prefix, was_directory=upgrade == "directory")
         log.solver_parameters(prototxt_text(param))
         if net_file:
             log.training_net(str(net_file))
@@ -100,10 +113,12 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
         if resuming:   # no "Restoring previous solver status": caffe.cpp restores, then Solve()s without a file
             log.resuming(str(snapshot))
             log.restoring_history()
+            if data_position:
+                log.info(DATA_POSITION_LOG_TAG, data_position)
         log.solving(net.name, param.lr_policy)
-        last, loss = _solve(param, net, test_nets, state, prefix, log, table,
-                            _Estimate(state.iter, param.max_iter, str(dev), on_estimate))
-    return TrainResult(run_dir, last, state.iter, loss, time.perf_counter() - started)
+        last, loss, stopped = _solve(param, net, test_nets, state, prefix, log, table,
+                                     _Estimate(state.iter, param.max_iter, str(dev), on_estimate), requests)
+    return TrainResult(run_dir, last, state.iter, loss, time.perf_counter() - started, stopped_early=stopped)
 
 
 def _finetune_files(param: "caffe_pb2.SolverParameter", solver_path: PathLike, weights: Optional[PathLike],
@@ -175,64 +190,97 @@ TestNets = List[Tuple[Net, int]]   # (net, test_iter)
 
 
 def _solve(param: "caffe_pb2.SolverParameter", net: Net, test_nets: TestNets, state: SolverState, prefix: str,
-           log: CaffeLog, table: "_Csv", estimate: "_Estimate") -> Tuple[Optional[Path], Optional[float]]:
+           log: CaffeLog, table: "_Csv", estimate: "_Estimate",
+           requests: SignalRequests) -> Tuple[Optional[Path], Optional[float], bool]:
+    """Solver::Solve and Step, with `requests`' handlers in place throughout:
+    (last snapshot, smoothed loss, whether a signal stopped the run)."""
     start, smoothed = state.iter, 0.0
     losses: List[float] = []
     last_snapshot: Optional[Path] = None
+    stopped = False
     timer, last_display = time.perf_counter(), start
-    bar = progress(total=param.max_iter, initial=start, desc="train", unit="iter")
-    while state.iter < param.max_iter:
-        it = state.iter
-        zero_gradients(net.learnable)
-        if param.test_interval and it % param.test_interval == 0 and (it > 0 or param.test_initialization):
-            _test_all(param, test_nets, it, log)
-        display = param.display and it % param.display == 0
-        loss = 0.0
-        for _ in range(param.iter_size):
-            blobs, objective = net()
-            if objective is None:
-                raise InputError(net.source, "the train net has no loss (no top with a loss_weight)")
-            objective.backward()
-            loss += objective.item()
-        loss /= param.iter_size
-        smoothed = _smoothed_loss(losses, smoothed, loss, it - start, param.average_loss)
-        if display:
-            now = time.perf_counter()
-            lapse = now - timer
-            log.iteration(it, (it - last_display) / (lapse or 1), lapse, param.display, smoothed)
-            timer, last_display = now, it
-            log.net_outputs(_output_values(net, blobs))
-        step_before = state.current_step
-        rate, state.current_step = learning_rate(param, it, state.current_step)
-        if param.lr_policy == "multistep" and state.current_step != step_before:
-            log.multistep(it, state.current_step)
-        if display:
-            log.learning_rate(it, rate)
-        clipped = clip_gradients(param, net.learnable)
-        if clipped:
-            log.clipping(clipped[0], param.clip_gradients, clipped[1])
-        apply_update(param, net.learnable, state, rate)
-        state.iter += 1
-        table.row(it, loss, smoothed, rate)
-        if param.snapshot and state.iter % param.snapshot == 0:
-            last_snapshot = _snapshot(net, state, prefix, log)
-        estimate.iteration_done(state.iter)
-        bar.update(1)
-        bar.set_postfix(loss=f"{smoothed:.4g}", refresh=False)
-    bar.close()
-    if param.snapshot_after_train and (not param.snapshot or state.iter % param.snapshot != 0):
+
+    def snapshot() -> None:
+        nonlocal last_snapshot
         last_snapshot = _snapshot(net, state, prefix, log)
-    if param.display and state.iter % param.display == 0:
-        # Caffe's closing forward pass, only to display the loss.
-        with torch.no_grad():
-            _, objective = net()
-        if objective is not None:
-            smoothed = _smoothed_loss(losses, smoothed, objective.item(), state.iter - start, param.average_loss)
-            log.final_loss(state.iter, smoothed)
-    if param.test_interval and state.iter % param.test_interval == 0:
-        _test_all(param, test_nets, state.iter, log)
-    log.done()
-    return last_snapshot, (smoothed if state.iter > start else None)
+
+    def stop_requested() -> bool:
+        return _test_requests(requests, snapshot)
+
+    bar = progress(total=param.max_iter, initial=start, desc="train", unit="iter")
+    with requests:
+        while state.iter < param.max_iter:
+            it = state.iter
+            zero_gradients(net.learnable)
+            if param.test_interval and it % param.test_interval == 0 and (it > 0 or param.test_initialization):
+                if _test_all(param, test_nets, it, log, stop_requested):
+                    stopped = True
+                    break
+            display = param.display and it % param.display == 0
+            loss = 0.0
+            for _ in range(param.iter_size):
+                blobs, objective = net()
+                if objective is None:
+                    raise InputError(net.source, "the train net has no loss (no top with a loss_weight)")
+                objective.backward()
+                loss += objective.item()
+            loss /= param.iter_size
+            smoothed = _smoothed_loss(losses, smoothed, loss, it - start, param.average_loss)
+            if display:
+                now = time.perf_counter()
+                lapse = now - timer
+                log.iteration(it, (it - last_display) / (lapse or 1), lapse, param.display, smoothed)
+                timer, last_display = now, it
+                log.net_outputs(_output_values(net, blobs))
+            step_before = state.current_step
+            rate, state.current_step = learning_rate(param, it, state.current_step)
+            if param.lr_policy == "multistep" and state.current_step != step_before:
+                log.multistep(it, state.current_step)
+            if display:
+                log.learning_rate(it, rate)
+            clipped = clip_gradients(param, net.learnable)
+            if clipped:
+                log.clipping(clipped[0], param.clip_gradients, clipped[1])
+            apply_update(param, net.learnable, state, rate)
+            state.iter += 1
+            table.row(it, loss, smoothed, rate)
+            effect = requests.effect()   # Step: one signal, read after the update
+            if (param.snapshot and state.iter % param.snapshot == 0) or effect == SNAPSHOT:
+                snapshot()
+            estimate.iteration_done(state.iter)
+            bar.update(1)
+            bar.set_postfix(loss=f"{smoothed:.4g}", refresh=False)
+            if effect == STOP:
+                stopped = True
+                break
+        bar.close()
+        if param.snapshot_after_train and (not param.snapshot or state.iter % param.snapshot != 0):
+            snapshot()
+        if not stopped and param.display and state.iter % param.display == 0:
+            # Caffe's closing forward pass, only to display the loss.
+            with torch.no_grad():
+                _, objective = net()
+            if objective is not None:
+                smoothed = _smoothed_loss(losses, smoothed, objective.item(), state.iter - start, param.average_loss)
+                log.final_loss(state.iter, smoothed)
+        if not stopped and param.test_interval and state.iter % param.test_interval == 0:
+            _test_all(param, test_nets, state.iter, log, stop_requested)   # a stop here only cuts the test
+    log.done(stopped_early=stopped)
+    return last_snapshot, (smoothed if state.iter > start else None), stopped
+
+
+def _test_requests(requests: SignalRequests, snapshot: Callable[[], None]) -> bool:
+    """Solver::Test's check before each test iteration: every pending signal
+    acted on (a snapshot for each SNAPSHOT); True when one asked to stop."""
+    stop = False
+    effect = requests.effect()
+    while effect != NONE:
+        if effect == SNAPSHOT:
+            snapshot()
+        elif effect == STOP:
+            stop = True
+        effect = requests.effect()
+    return stop
 
 
 def _smoothed_loss(losses: List[float], smoothed: float, loss: float, k: int, average_loss: int) -> float:
@@ -275,34 +323,50 @@ def _test_nets(param: "caffe_pb2.SolverParameter", solver_path: PathLike, train_
     for i, (net_param, source) in enumerate(sources):
         state = caffe_net_state(net_param, TEST, param.test_state[i] if param.test_state else None)
         test = Net(net_param, state.phase, source=source, device=dev, seed=seed, conv=conv, state=state,
-                   channels_last=channels_last)
+                   channels_last=channels_last, data=train_net.data)   # one rand() for all HDF5Data, as in Caffe
         _share_blobs(test, train_net)
         nets.append((test, param.test_iter[i]))
     return nets
 
 
 def _share_blobs(test: Net, train: Net) -> None:
-    by_name = {p.name: m for p, m in zip(train.layer_params, cast(Iterable[Layer], train.layers))}
-    for layer, module in zip(test.layer_params, cast(Iterable[Layer], test.layers)):
-        source = by_name.get(layer.name)
-        if source is None or not len(module.blobs):
+    """Net::ShareTrainedLayersWith (net.cpp:667-692 at 99bd997): each layer of
+    the train net, Caffe's Split layers included, lends its blobs to the test
+    net's first layer of that name; their counts and shapes must be equal.
+    Caffe checks at every test and aborts at the first, so a test net that
+    fails is refused when it first runs (`Net.run_refusal`): a run that
+    never tests trains, as in Caffe."""
+    targets: Dict[str, Optional[Layer]] = {}
+    for param, module in test.caffe_layers:
+        targets.setdefault(param.name, module)
+    for param, source in train.caffe_layers:
+        if param.name not in targets:
             continue
-        if len(module.blobs) != len(source.blobs):
-            raise InputError(test.source, f"layer '{layer.name}': {len(module.blobs)} blobs in the test net, "
-                                          f"{len(source.blobs)} in the train net")
-        for j in range(len(module.blobs)):
-            if module.blobs[j].shape != source.blobs[j].shape:
-                raise InputError(test.source, f"layer '{layer.name}' blob {j}: shape {tuple(module.blobs[j].shape)} "
-                                              f"in the test net, {tuple(source.blobs[j].shape)} in the train net")
-            module.blobs[j] = source.blobs[j]
+        target = targets[param.name]
+        ours, theirs = (list(m.blobs) if m is not None else [] for m in (target, source))
+        problem = (f"{len(ours)} blobs in the test net, {len(theirs)} in the train net" if len(ours) != len(theirs)
+                   else next((f"blob {j}: shape {tuple(a.shape)} in the test net, {tuple(b.shape)} in the train net"
+                              for j, (a, b) in enumerate(zip(ours, theirs)) if a.shape != b.shape), None))
+        if problem:
+            test.run_refusal = InputError(test.source, f"layer '{param.name}': {problem}, which Caffe cannot "
+                                                       f"share (it stops at the first test)")
+            return
+        for j in range(len(ours)):
+            cast(Layer, target).blobs[j] = theirs[j]
 
 
 @torch.no_grad()
-def _test_all(param: "caffe_pb2.SolverParameter", test_nets: TestNets, it: int, log: CaffeLog) -> None:
+def _test_all(param: "caffe_pb2.SolverParameter", test_nets: TestNets, it: int, log: CaffeLog,
+              stop_requested: Callable[[], bool] = lambda: False) -> bool:
+    """Solver::TestAll; `stop_requested` is asked before each test iteration.
+    True when a stop cut it short ("Test interrupted.", no outputs, no further nets)."""
     for k, (net, iters) in enumerate(test_nets):
         log.testing(it, k)
         scores, loss = None, 0.0
         for _ in range(iters):
+            if stop_requested():
+                log.test_interrupted()
+                return True
             blobs, objective = net()
             if param.test_compute_loss and objective is not None:
                 loss += objective.item()
@@ -311,21 +375,30 @@ def _test_all(param: "caffe_pb2.SolverParameter", test_nets: TestNets, it: int, 
         if param.test_compute_loss:
             log.test_loss(loss / iters)
         log.net_outputs([(n, s / iters, w) for n, s, w in scores or []], test=True)
+    return False
 
 
 # --- snapshots ---------------------------------------------------------------
 
 def _snapshot(net: Net, state: SolverState, prefix: str, log: CaffeLog) -> Path:
+    """Caffe's two files, and the data position of every HDF5Data layer
+    (net.data: the test nets' too) beside the .solverstate (data_position)."""
     model = f"{prefix}_iter_{state.iter}.caffemodel"
     solverstate = f"{prefix}_iter_{state.iter}.solverstate"
     log.snapshot(model, solverstate)
     write_caffemodel(model, net_to_proto(net))
-    write_solverstate(solverstate, state.iter, model, [h.detach().cpu().numpy() for h in state.history],
-                      state.current_step)
+    history = [h.detach().cpu().numpy() for h in state.history]
+    write_with_data_position(solverstate, lambda path: write_solverstate(path, state.iter, model, history,
+                                                                         state.current_step),
+                             net.data, state.iter)
     return Path(model)
 
 
-def _restore(path: PathLike, net: Net, state: SolverState) -> None:
+def _restore(path: PathLike, net: Net, state: SolverState) -> Optional[str]:
+    """Weights, history, iteration and multistep's step from the snapshot
+    `path`; the HDF5Data layers of net.data where our snapshot left them, or
+    at their first row as Caffe has them. Returns the train.log line that
+    says which (None without HDF5Data layers)."""
     saved = read_solverstate(path)
     if saved.learned_net:
         learned = Path(saved.learned_net)
@@ -340,6 +413,7 @@ def _restore(path: PathLike, net: Net, state: SolverState) -> None:
             raise InputError(path, f"history blob {i} has shape {array.shape}, the net's blob {tuple(h.shape)}")
         h.copy_(torch.from_numpy(array))
     state.iter, state.current_step = saved.iter, saved.current_step
+    return restore_data_position(path, net.data, saved.iter)
 
 
 # --- small helpers -------------------------------------------------------------

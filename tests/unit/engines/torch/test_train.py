@@ -17,9 +17,10 @@ def test_train_writes_caffe_snapshots_and_log(train_workdir):
     assert result.run_dir == run.relative_to(train_workdir) and result.iterations == 4
     assert str(result.last_snapshot) == "runs/tiny/tiny_iter_4.caffemodel"
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["solver.prototxt", "tiny_deploy.prototxt", "tiny_iter_2.caffemodel", "tiny_iter_2.solverstate",
-                     "tiny_iter_4.caffemodel", "tiny_iter_4.solverstate", "tiny_train.prototxt",
-                     "train.csv", "train.log"]
+    assert names == ["solver.prototxt", "tiny_deploy.prototxt", "tiny_iter_2.caffemodel",
+                     "tiny_iter_2.data_position.json", "tiny_iter_2.solverstate",   # HDF5Data's position: ours
+                     "tiny_iter_4.caffemodel", "tiny_iter_4.data_position.json", "tiny_iter_4.solverstate",
+                     "tiny_train.prototxt", "train.csv", "train.log"]
     state = read_solverstate(run / "tiny_iter_4.solverstate")
     assert (state.iter, state.learned_net, state.current_step) == (4, "runs/tiny/tiny_iter_4.caffemodel", 1)
     weights = caffemodel_weights(read_caffemodel(run / "tiny_iter_4.caffemodel"))
@@ -267,3 +268,46 @@ def test_snapshot_prefix_unset_or_a_directory_is_read_as_caffe_reads_it(train_wo
     assert written == files
     assert str(result.last_snapshot) == written[-1]
     assert (result.run_dir / "train.log").is_file()
+
+
+@pytest.mark.parametrize("prefix_line, make_dir, first_line", [
+    ("", None, "upgrade_proto.cpp:1108] snapshot_prefix was not specified and is set to solver"),
+    ('snapshot_prefix: "out/"', "out", "upgrade_proto.cpp:1113] snapshot_prefix was a directory and is replaced to "
+                                       "out/solver"),
+    ('snapshot_prefix: "out/m"', None, "solver.cpp:45] Initializing solver from parameters: "),
+])
+def test_the_log_opens_with_caffe_s_line_on_an_upgraded_snapshot_prefix(train_workdir, prefix_line, make_dir,
+                                                                         first_line):
+    """UpgradeSnapshotPrefixProperty logs each rewrite as the solver is read (measured in the oracle)."""
+    solver = train_workdir / "solver.prototxt"
+    solver.write_text(solver.read_text().replace('snapshot_prefix: "runs/tiny/tiny"', prefix_line))
+    if make_dir:
+        (train_workdir / make_dir).mkdir()
+    result = train("solver.prototxt")
+    assert (result.run_dir / "train.log").read_text().splitlines()[0].endswith(f" {first_line}")
+
+
+@pytest.mark.parametrize("test_fields, refused", [("test_iter: 1\ntest_interval: 2\n", True),
+                                                  ("test_iter: 1\ntest_interval: 9\ntest_initialization: false\n",
+                                                   False)])
+def test_a_test_layer_that_cannot_share_the_train_blobs_stops_the_first_test(train_workdir, test_fields, refused):
+    """Net::ShareTrainedLayersWith runs at each test: conv2 has no bias in the
+    test net, so Caffe aborts at the first test (Incompatible number of
+    blobs), and trains on where it never tests."""
+    net = train_workdir / "nets/tiny_train.prototxt"
+    train_conv2 = tiny_nets.convolution("conv2", "conv1", 1, 3, filler="msra")
+    test_conv2 = train_conv2.replace("num_output", "bias_term: false num_output")
+    assert train_conv2 in net.read_text() and test_conv2 != train_conv2
+    net.write_text(tiny_nets.hdf5_data_layer("tiles/train.txt", 4, phase="TEST") + net.read_text().replace(
+        train_conv2, train_conv2.replace('top: "conv2"', 'top: "conv2" include { phase: TRAIN }') +
+        test_conv2.replace('top: "conv2"', 'top: "conv2" include { phase: TEST }')))
+    solver = train_workdir / "solver.prototxt"
+    solver.write_text(solver.read_text() + test_fields)
+    if refused:
+        with pytest.raises(InputError, match=r"nets/tiny_train.prototxt: layer 'conv2': 1 blobs in the test net, "
+                                             r"2 in the train net, which Caffe cannot share"):
+            train("solver.prototxt")
+        log = (train_workdir / "runs/tiny/train.log").read_text()
+        assert log.rstrip().endswith("Iteration 0, Testing net (#0)")
+    else:
+        assert train("solver.prototxt").iterations == 4
