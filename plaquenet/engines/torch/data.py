@@ -143,6 +143,7 @@ class DataStream:
     def __init__(self) -> None:
         self.rand = GlibcRand()
         self.readers: List[Tuple[str, HDF5Rows]] = []
+        self.test_start: Optional[Position] = None   # set while a test runs (begin_test)
 
     def reader(self, layer: str, source: PathLike, tops: Sequence[str], batch_size: int,
                shuffle: bool = False) -> HDF5Rows:
@@ -151,8 +152,22 @@ class DataStream:
         return rows
 
     def position(self) -> Position:
+        """Where every reader and the rand() stream stand; during a test,
+        where they stood when it began: a run resumed from a snapshot taken
+        in the middle of a test runs that whole test again (Caffe tests at
+        the start of the iteration), and must read the same rows and draw
+        the same rand() values as the test it repeats."""
+        if self.test_start is not None:
+            return self.test_start
         return {"rand": self.rand.state(),
                 "layers": [dict(layer=name, **rows.position()) for name, rows in self.readers]}
+
+    def begin_test(self) -> None:
+        self.test_start = None
+        self.test_start = self.position()
+
+    def end_test(self) -> None:
+        self.test_start = None
 
     def restore(self, saved: Position) -> None:
         """Every reader and the rand() stream as `saved` has them, or (a

@@ -360,6 +360,18 @@ def _test_all(param: "caffe_pb2.SolverParameter", test_nets: TestNets, it: int, 
               stop_requested: Callable[[], bool] = lambda: False) -> bool:
     """Solver::TestAll; `stop_requested` is asked before each test iteration.
     True when a stop cut it short ("Test interrupted.", no outputs, no further nets)."""
+    if not test_nets:
+        return False
+    data = test_nets[0][0].data   # one stream for all nets: a snapshot during the test saves its start
+    data.begin_test()
+    try:
+        return _test_nets_once(param, test_nets, it, log, stop_requested)
+    finally:
+        data.end_test()
+
+
+def _test_nets_once(param: "caffe_pb2.SolverParameter", test_nets: TestNets, it: int, log: CaffeLog,
+                    stop_requested: Callable[[], bool]) -> bool:
     for k, (net, iters) in enumerate(test_nets):
         log.testing(it, k)
         scores, loss = None, 0.0

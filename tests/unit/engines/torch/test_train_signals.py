@@ -194,3 +194,45 @@ def test_ctrl_c_on_plaquenet_train_ends_it_with_a_snapshot_and_exit_status_0(wor
     assert stop == 1 + max(int(it) for it in re.findall(r"\] Iteration (\d+), lr = ", log.read_text()))
     assert _tail(workdir, 2) == ["solver.cpp:311] Optimization stopped early.", "caffe.cpp:250] Optimization Done."]
     assert f"stopped early (a signal) at iteration {stop}" in out
+
+
+def test_a_snapshot_in_the_middle_of_a_test_resumes_bit_for_bit_with_shuffled_data(with_test_net, monkeypatch):
+    """A SIGHUP after the first of three test iterations at iteration 4 rewrites
+    tiny_iter_4 mid-test. The resumed run repeats that whole test (Caffe tests
+    at the start of an iteration), so the data position saved is the test's
+    start: otherwise the test net's rows, and with shuffle the rand() draws
+    that the train net's later shuffles share, would differ."""
+    import plaquenet.engines.torch.train as torch_train
+    net = with_test_net / "nets/tiny_train.prototxt"
+    net.write_text(net.read_text().replace("batch_size: 2", "batch_size: 2 shuffle: true"))
+    assert net.read_text().count("shuffle: true") == 2
+    solver = with_test_net / "solver.prototxt"   # long enough for a shuffle after the test at 8 to be read
+    solver.write_text(solver.read_text().replace(f"max_iter: {MAX_ITER}", "max_iter: 14"))
+    train("solver.prototxt")
+    uninterrupted = caffemodel_weights(read_caffemodel(with_test_net / "runs/tiny/tiny_iter_14.caffemodel"))
+
+    outputs, testing = torch_train._output_values, []
+    with monkeypatch.context() as patched:
+        original_testing = CaffeLog.testing
+
+        def testing_at(self, it, *args):
+            testing.append(it)
+            original_testing(self, it, *args)
+
+        def output_values_then_hup(net, blobs):
+            values = outputs(net, blobs)
+            if testing and testing[-1] == 4 and not getattr(output_values_then_hup, "sent", False):
+                output_values_then_hup.sent = True   # type: ignore[attr-defined]
+                os.kill(os.getpid(), HUP)            # after the first test iteration of iteration 4
+            return values
+        patched.setattr(CaffeLog, "testing", testing_at)
+        patched.setattr(torch_train, "_output_values", output_values_then_hup)
+        train("solver.prototxt")   # over the first run: its snapshots are rewritten
+    log = (with_test_net / "runs/tiny/train.log").read_text()
+    test_at_4 = log[log.index("Iteration 4, Testing net (#0)"):log.index("Iteration 4 (")]
+    assert "Snapshotting to binary proto file runs/tiny/tiny_iter_4.caffemodel" in test_at_4   # mid-test
+    assert train("solver.prototxt", snapshot="runs/tiny/tiny_iter_4.solverstate").iterations == 14
+    resumed = caffemodel_weights(read_caffemodel(with_test_net / "runs/tiny/tiny_iter_14.caffemodel"))
+    for name, blobs in uninterrupted.items():
+        for a, b in zip(blobs, resumed[name]):
+            np.testing.assert_array_equal(a, b)
