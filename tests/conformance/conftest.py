@@ -40,10 +40,10 @@ class CaffeRoot:
             shutil.copy(src, dst)
         return dst
 
-    def run(self, *args) -> str:
+    def run(self, *args, timeout: int = 600) -> str:
         cmd = ["chroot", str(self.root), "sh", "-c",
                f"cd {self.inside('.')} && GLOG_minloglevel=2 python3 caffe_reference.py " + " ".join(args)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise AssertionError(f"real Caffe failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return done.stdout

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...caffe import caffe_pb2
+from .conv import caffe_order_conv2d
 from .data import DataStream, HDF5Rows
 from .fillers import check_filler, fill
 
@@ -34,8 +35,9 @@ ConvFn = Callable[..., torch.Tensor]
 def torch_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Pair, pad: Pair,
                  dilation: Pair, groups: int) -> torch.Tensor:
     """Caffe's convolution is cross-correlation with symmetric zero padding,
-    which is exactly torch's conv2d (same weight layout)."""
-    return F.conv2d(x, weight, bias, stride, pad, dilation, groups)
+    which is exactly torch's conv2d (same weight layout); its backward sums
+    over the batch in Caffe's order (conv.py)."""
+    return caffe_order_conv2d(x, weight, bias, stride, pad, dilation, groups)
 
 
 @dataclass
