@@ -14,7 +14,8 @@ ENGINE  ?= torch
 DEVICE  ?= cpu
 CAFFE_ROOT ?= build/caffe-root
 
-.PHONY: demo test tiles train score clean venv proto caffe-root bench
+.PHONY: demo test tiles train score clean venv proto caffe-root bench \
+        docker docker-cpu docker-cuda docker-torch docker-base docker-test
 
 venv: $(VENV)/.installed
 
@@ -58,12 +59,16 @@ score: venv
 	$(PN) score --snapshot $(RUN) --engine $(ENGINE) --device $(DEVICE) --force
 
 # The suite, conformance tests against real Caffe included: as root the
-# Caffe root is built first (once, ~1 min); otherwise those tests skip.
+# Caffe root is built first (once, ~1 min), with BVLC's log parser from its
+# source package; otherwise those tests skip. As
+# root the Docker smoke tests follow (docker-test, below).
 test: $(VENV)/.test-installed
 	$(BIN)/python -m mypy plaquenet
-	@if [ "$$(id -u)" = 0 ]; then tools/make_caffe_root.sh $(CAFFE_ROOT); \
+	@if [ "$$(id -u)" = 0 ]; then tools/make_caffe_root.sh $(CAFFE_ROOT) && tools/fetch_caffe_source.sh $(CAFFE_ROOT); \
 	else echo "not root: the conformance tests against real Caffe will skip"; fi
 	PLAQUENET_CAFFE_ROOT=$(abspath $(CAFFE_ROOT)) $(BIN)/python -m pytest -q tests
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory docker-test; \
+	else echo "not root: the Docker smoke tests skip (make docker-test as root)"; fi
 
 # Speed, side by side with real Caffe when its root exists (see bench/).
 bench: venv
@@ -74,6 +79,46 @@ bench: venv
 # and side-by-side benchmarks; needs root.
 caffe-root:
 	tools/make_caffe_root.sh $(CAFFE_ROOT)
+
+# --- Docker images (docker/; the README's "Reproduce the paper in Docker") ---
+# plaquenet/caffe-cpu: real Caffe (bullseye), plaquenet/torch: the engine
+# (bookworm; TORCH=cuda for the CUDA build), plaquenet/caffe-cuda: Caffe on a
+# GPU. podman where installed, else docker (docker/build.sh says what is
+# missing). DEBIAN_MIRROR=URL: another Debian mirror, here and in caffe-root.
+export DEBIAN_MIRROR
+DOCKER_MIRROR = $(if $(DEBIAN_MIRROR),--build-arg DEBIAN_MIRROR=$(DEBIAN_MIRROR))
+
+docker: docker-cpu docker-torch docker-cuda
+
+docker-cpu:
+	docker/build.sh caffe-cpu $(DOCKER_MIRROR)
+
+docker-torch:
+	docker/build.sh torch $(DOCKER_MIRROR) $(if $(TORCH),--build-arg TORCH=$(TORCH))
+
+docker-cuda:
+	docker/build.sh caffe-cuda $(DOCKER_MIRROR)
+
+# Debian's base images built from Debian's packages and imported into podman,
+# for a machine without an image registry (CI); made once, then kept.
+docker-base:
+	@command -v mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap >/dev/null; }
+	@for suite in bullseye bookworm; do \
+	  podman image exists docker.io/library/debian:$$suite && continue; \
+	  echo "making the base image debian:$$suite (mmdebstrap, podman import)"; \
+	  tar=$$(mktemp --suffix=.tar) && mmdebstrap --quiet --variant=minbase $$suite $$tar $(DEBIAN_MIRROR) && \
+	  podman import -q $$tar docker.io/library/debian:$$suite >/dev/null; status=$$?; rm -f $$tar; [ $$status = 0 ] || exit 1; \
+	done
+
+# The smoke tests `make test` runs as root: in each image, built under a
+# unique tag and removed after, the default command on a tiny phantom (tiles,
+# 2 iterations of `caffe train` / `plaquenet train`, scoring). Installs podman.
+docker-test:
+	@command -v podman >/dev/null || apt-get install -y -qq podman >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq podman >/dev/null; }
+	@$(MAKE) --no-print-directory docker-base
+	docker/build.sh caffe-cpu --test $(DOCKER_MIRROR)
+	docker/build.sh torch --test $(DOCKER_MIRROR)
 
 # Regenerates plaquenet/caffe/caffe_pb2.py (+ its .sha256 stamp) from caffe.proto
 # with protobuf's own protoc (apt-get install protobuf-compiler).
