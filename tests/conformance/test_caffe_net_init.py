@@ -168,11 +168,7 @@ def test_force_backward_gives_frozen_blobs_gradients_that_clip_gradients_counts(
     assert all(len(norms) == 3 for norms in theirs.values()), theirs
     assert theirs["true_True"][0] > 1.01 * theirs["false_True"][0]   # the frozen c1 counts only when forced
     for name, files in cases.items():
-        folder = tmp_path / name
-        folder.mkdir()
-        _write_tiles(folder)
-        for file, text in files.items():
-            (folder / file).write_text(text)
+        folder = _our_case(tmp_path / name, files)
         monkeypatch.chdir(folder)
         assert main(["train", "--solver", "solver.prototxt"]) == 0
         ours = _clipping_norms((folder / "train.log").read_text())
@@ -339,6 +335,15 @@ SPLIT_SOLVER = ('net: "net.prototxt" type: "SGD" base_lr: 0.01 lr_policy: "fixed
                 'snapshot_prefix: "snap/m" display: 0 random_seed: 0\n')
 
 
+def _our_case(folder: Path, files: Dict[str, str]) -> Path:
+    """`folder` made, with the tiles and a case's files, for plaquenet's run."""
+    folder.mkdir()
+    _write_tiles(folder)
+    for file, text in files.items():
+        (folder / file).write_text(text)
+    return folder
+
+
 def _write_tiles(folder: Path) -> None:
     rng = np.random.default_rng(0)
     image = rng.normal(0, 1, (4, 1, 6, 6)).astype(np.float32)
@@ -435,11 +440,7 @@ def test_train_stops_where_caffe_cannot_share_blobs_with_the_test_net(caffe, tmp
     assert {n.split(".")[1] for n in aborted} == {"tested"} and len(aborted) == 4
 
     for name, files in cases.items():
-        folder = tmp_path / name
-        folder.mkdir()
-        _write_tiles(folder)
-        for file, text in files.items():
-            (folder / file).write_text(text)
+        folder = _our_case(tmp_path / name, files)
         monkeypatch.chdir(folder)
         capsys.readouterr()
         status = main(["train", "--solver", "solver.prototxt"])

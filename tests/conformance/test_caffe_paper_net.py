@@ -32,10 +32,9 @@ import torch.nn.functional as F
 from google.protobuf import text_format
 from scipy import ndimage
 
-from tiny_nets import relative_difference
-from plaquenet.caffe import caffe_pb2
+from tiny_nets import paper_weights, relative_difference
 from plaquenet.caffe.prototxt import read_net, read_solver
-from plaquenet.caffe.snapshot import caffemodel_weights, read_caffemodel, weights_net, write_caffemodel
+from plaquenet.caffe.snapshot import caffemodel_weights, read_caffemodel, write_caffemodel
 from plaquenet.engines.torch.net import TRAIN, Net, copy_trained_layers
 from plaquenet.engines.torch.train import train
 
@@ -44,25 +43,6 @@ GRADIENT_TOLERANCE = 1e-4   # measured at most 2.3e-5 (docstring)
 UPDATE_TOLERANCE = 5e-4     # measured at most 1.2e-4 after 20 iterations (docstring)
 ITERATIONS = 20
 TILES = 300                 # two files of 150: the 100-row batches span files and wrap
-
-PAPER_LAYERS = {"conv1": (20, 1, 5), "conv2": (20, 20, 7), "conv3": (40, 20, 9), "conv4": (60, 40, 7),
-                "conv5": (20, 60, 5), "conv6": (1, 20, 5)}
-
-
-def paper_weights() -> "caffe_pb2.NetParameter":
-    """He-scaled filters, small biases, PReLU slopes around Caffe's 0.25, and
-    conv6's bias -3 (as the prototxt's filler), so the outputs spread over (0, 1)."""
-    rng = np.random.default_rng(11)
-    weights, types = {}, {}
-    for i, (name, (out, inp, k)) in enumerate(PAPER_LAYERS.items(), 1):
-        bias = np.full(out, -3.0) if name == "conv6" else rng.uniform(-0.05, 0.05, out)
-        weights[name] = [rng.normal(0, np.sqrt(2 / (inp * k * k)), (out, inp, k, k)), bias]
-        types[name] = "Convolution"
-        if name != "conv6":
-            weights[f"prelu{i}"] = [rng.uniform(0.1, 0.4, out)]
-            types[f"prelu{i}"] = "PReLU"
-    return weights_net(weights, types)
-
 
 def _write_run(folder: Path) -> None:
     """Tiles like FLAIR ones in the ways that matter here (smooth bright blobs on a

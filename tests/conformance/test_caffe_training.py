@@ -27,7 +27,7 @@ import tiny_nets
 from tiny_nets import relative_difference
 from plaquenet.caffe.prototxt import read_net
 from plaquenet.caffe.snapshot import (blob_array, caffemodel_weights, read_caffemodel, read_solverstate,
-                                      weights_net, write_caffemodel)
+                                      write_caffemodel)
 from plaquenet.engines.torch.net import TRAIN, Net, copy_trained_layers
 from plaquenet.engines.torch.train import train
 
@@ -281,25 +281,6 @@ def test_snapshots_resume_across_engines(setting, caffe, tmp_path, monkeypatch):
 
 # --- 4. the paper's TRAIN net --------------------------------------------------
 
-PAPER_LAYERS = {"conv1": (20, 1, 5), "conv2": (20, 20, 7), "conv3": (40, 20, 9), "conv4": (60, 40, 7),
-                "conv5": (20, 60, 5), "conv6": (1, 20, 5)}
-
-
-def _paper_weights():
-    """He-scaled filters, small biases, PReLU slopes around Caffe's 0.25, and
-    conv6's bias -3 (as the prototxt's filler), so the outputs spread over (0, 1)."""
-    rng = np.random.default_rng(11)
-    weights, types = {}, {}
-    for i, (name, (out, inp, k)) in enumerate(PAPER_LAYERS.items(), 1):
-        bias = np.full(out, -3.0) if name == "conv6" else rng.uniform(-0.05, 0.05, out)
-        weights[name] = [rng.normal(0, np.sqrt(2 / (inp * k * k)), (out, inp, k, k)), bias]
-        types[name] = "Convolution"
-        if name != "conv6":
-            weights[f"prelu{i}"] = [rng.uniform(0.1, 0.4, out)]
-            types[f"prelu{i}"] = "PReLU"
-    return weights_net(weights, types)
-
-
 def test_paper_train_net_forward_matches_pycaffe(caffe, tmp_path, monkeypatch):
     """prototxt/plaquenet_train.prototxt as shipped (HDF5Data, batch 100 of
     50x50 tiles): one forward from the same .caffemodel in both engines; the
@@ -314,7 +295,7 @@ def test_paper_train_net_forward_matches_pycaffe(caffe, tmp_path, monkeypatch):
         f["data"] = image
         f["label"] = (image > 1.2).astype(np.float32)
     (tiles / "train.txt").write_text("data/current/tiles/tiles.h5\n")
-    write_caffemodel(folder / "w.caffemodel", _paper_weights())
+    write_caffemodel(folder / "w.caffemodel", tiny_nets.paper_weights())
     caffe.put(folder, "paper")
     caffe.run("forward", "paper", "net.prototxt", "w.caffemodel", "out.npz", "data", "prob")
     theirs = np.load(caffe.scratch / "paper/out.npz")

@@ -112,3 +112,23 @@ def relative_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
     scale = np.abs(theirs).max()
     assert scale > 0, "an all-zero reference blob compares nothing"
     return float(np.abs(ours - theirs).max() / scale)
+
+
+PAPER_LAYERS = {"conv1": (20, 1, 5), "conv2": (20, 20, 7), "conv3": (40, 20, 9), "conv4": (60, 40, 7),
+                "conv5": (20, 60, 5), "conv6": (1, 20, 5)}
+
+
+def paper_weights() -> "caffe_pb2.NetParameter":
+    """Weights for the paper's six convolutions and five PReLUs (PAPER_LAYERS: out, in, k):
+    He-scaled filters, small biases, PReLU slopes around Caffe's 0.25, and
+    conv6's bias -3 (as the prototxt's filler), so the outputs spread over (0, 1)."""
+    rng = np.random.default_rng(11)
+    weights, types = {}, {}
+    for i, (name, (out, inp, k)) in enumerate(PAPER_LAYERS.items(), 1):
+        bias = np.full(out, -3.0) if name == "conv6" else rng.uniform(-0.05, 0.05, out)
+        weights[name] = [rng.normal(0, np.sqrt(2 / (inp * k * k)), (out, inp, k, k)), bias]
+        types[name] = "Convolution"
+        if name != "conv6":
+            weights[f"prelu{i}"] = [rng.uniform(0.1, 0.4, out)]
+            types[f"prelu{i}"] = "PReLU"
+    return weights_net(weights, types)
