@@ -15,7 +15,7 @@ DEVICE  ?= cpu
 CAFFE_ROOT ?= build/caffe-root
 
 .PHONY: demo test tiles train score clean venv proto caffe-root bench \
-        docker docker-cpu docker-cuda docker-torch docker-base docker-test
+        docker docker-cpu docker-cuda docker-torch docker-base docker-test gpu-check
 
 venv: $(VENV)/.installed
 
@@ -96,8 +96,18 @@ docker-cpu:
 docker-torch:
 	docker/build.sh torch $(DOCKER_MIRROR) $(if $(TORCH),--build-arg TORCH=$(TORCH))
 
+# plaquenet/caffe-cuda: Caffe compiled with CUDA 11.2 (28 min on a busy 2-core
+# machine for sm_35 alone, a 7.3 GB build stage kept as layer cache); the build runs its check (cuobjdump per architecture,
+# device_query without a GPU, CPU-mode training). CUDA_ARCH_BIN="35 37 ...":
+# more GPU architectures (default 35, the K20).
 docker-cuda:
-	docker/build.sh caffe-cuda $(DOCKER_MIRROR)
+	docker/build.sh caffe-cuda $(DOCKER_MIRROR) $(if $(CUDA_ARCH_BIN),--build-arg CUDA_ARCH_BIN="$(CUDA_ARCH_BIN)")
+
+# On a machine with an NVIDIA GPU, the driver and the NVIDIA Container Toolkit,
+# after docker-cuda and docker-torch TORCH=cuda: GPU against CPU in both images,
+# ITERATIONS (default 20) of the paper's net each, one table (docker/gpu_check.sh).
+gpu-check:
+	docker/gpu_check.sh $(ITERATIONS)
 
 # Debian's base images built from Debian's packages and imported into podman,
 # for a machine without an image registry (CI); made once, then kept.
