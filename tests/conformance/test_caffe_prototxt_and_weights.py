@@ -32,17 +32,7 @@ FIXED = 'lr_policy: "fixed"\n'
 
 def _write_folder(folder: Path, solver: str, net: str = NET) -> Path:
     """solver.prototxt, net.prototxt, list.txt over d0.h5 (ROWS rows), an empty snap/."""
-    folder.mkdir(parents=True)
-    (folder / "solver.prototxt").write_text(solver)
-    (folder / "net.prototxt").write_text(net)
-    rng = np.random.default_rng(5)
-    image = rng.normal(0, 1, (ROWS, 1, TILE, TILE)).astype(np.float32)
-    with h5py.File(folder / "d0.h5", "w") as f:
-        f["data"] = image
-        f["label"] = (image > 0.8).astype(np.float32)
-    (folder / "list.txt").write_text("d0.h5\n")
-    (folder / "snap").mkdir()
-    return folder
+    return tiny_nets.write_run_folder(folder, solver, net, ROWS, TILE)
 
 
 def _caffe_train(caffe, folder: Path, *flags: str) -> Tuple[int, str]:

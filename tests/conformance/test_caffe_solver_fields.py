@@ -18,7 +18,6 @@ import shlex
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-import h5py
 import numpy as np
 import pytest
 
@@ -35,18 +34,7 @@ FIXED = 'lr_policy: "fixed"\n'
 
 def _write_folder(folder: Path, solver: str, solver_name: str = "solver.prototxt") -> Path:
     """The solver, net.prototxt, list.txt over d0.h5 (ROWS rows), an empty snap/."""
-    folder.mkdir(parents=True)
-    (folder / solver_name).parent.mkdir(parents=True, exist_ok=True)
-    (folder / solver_name).write_text(solver)
-    (folder / "net.prototxt").write_text(NET)
-    rng = np.random.default_rng(5)
-    image = rng.normal(0, 1, (ROWS, 1, TILE, TILE)).astype(np.float32)
-    with h5py.File(folder / "d0.h5", "w") as f:
-        f["data"] = image
-        f["label"] = (image > 0.8).astype(np.float32)
-    (folder / "list.txt").write_text("d0.h5\n")
-    (folder / "snap").mkdir()
-    return folder
+    return tiny_nets.write_run_folder(folder, solver, NET, ROWS, TILE, solver_name)
 
 
 def _caffe_train(caffe, folder: Path, *flags: str, solver: str = "solver.prototxt") -> Tuple[int, str, Path]:

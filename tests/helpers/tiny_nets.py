@@ -16,6 +16,7 @@ Every convolution is padded to keep the size, as in the paper."""
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import h5py
 import numpy as np
 
 from plaquenet.caffe import caffe_pb2
@@ -132,3 +133,21 @@ def paper_weights() -> "caffe_pb2.NetParameter":
             weights[f"prelu{i}"] = [rng.uniform(0.1, 0.4, out)]
             types[f"prelu{i}"] = "PReLU"
     return weights_net(weights, types)
+
+
+def write_run_folder(folder: Path, solver: str, net: str, rows: int, tile: int,
+                     solver_name: str = "solver.prototxt") -> Path:
+    """A `caffe train` working folder: the solver (as `solver_name`), net.prototxt,
+    list.txt over d0.h5 (`rows` random tiles of tile x tile, labels where > 0.8),
+    and an empty snap/."""
+    folder.mkdir(parents=True)
+    (folder / solver_name).parent.mkdir(parents=True, exist_ok=True)
+    (folder / solver_name).write_text(solver)
+    (folder / "net.prototxt").write_text(net)
+    image = np.random.default_rng(5).normal(0, 1, (rows, 1, tile, tile)).astype(np.float32)
+    with h5py.File(folder / "d0.h5", "w") as f:
+        f["data"] = image
+        f["label"] = (image > 0.8).astype(np.float32)
+    (folder / "list.txt").write_text("d0.h5\n")
+    (folder / "snap").mkdir()
+    return folder
