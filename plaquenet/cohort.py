@@ -4,8 +4,13 @@ Layout of `data/<cohort>/cohort.h5`::
 
     attrs   format="plaquenet-cohort", version=1, name, cohort_id (random, new at
             every write: the split and the tiles record the one they were made from)
+            regions_legend (optional, with the region maps): JSON {"0": "air", ...}
     /patients/<id>/flair   (S, H, W) float32, scanner units (rescale applied)
     /patients/<id>/mask    (S, H, W) uint8, 1 = plaque (radiologist's outline)
+    /patients/<id>/regions     optional: (S, H, W) uint8, where each voxel is
+                               (labels of regions_legend)
+    /patients/<id>/mask_exact  optional: (S, H, W) uint8, 1 = plaque voxel, exactly
+                               (the truth behind the outlines; the phantom has it)
     /patients/<id> attrs   voxel_mm (3,) in (S, H, W) order, mm
                            affine_whs (4, 4): NIfTI affine of flair.transpose(2, 1, 0),
                              index (w, h, s) -> RAS mm
@@ -14,6 +19,10 @@ Layout of `data/<cohort>/cohort.h5`::
 Axis convention (the same for DICOM and NIfTI input): s runs inferior ->
 superior, h anterior -> posterior, w patient right -> left, i.e. each slice
 looks as a radiologist sees an axial FLAIR.
+
+The optional datasets (`plaquenet import --truth`) are the same for every
+patient or absent for all; `load_scan` and `iter_scans` do not read them,
+`iter_truth` does.
 
 The train/test split lives beside it, in `split.json` (paper §4.1: a random
 split by patient). Patient ids are pseudonymous ("P001", ...): nothing from a
@@ -50,10 +59,21 @@ class Scan:
     affine_whs: np.ndarray  # 4x4, index (w, h, s) -> RAS mm
     flair_source: str = ""
     mask_source: str = ""
+    regions_shw: Optional[np.ndarray] = None  # uint8 (S, H, W), labels of the cohort's regions_legend
+    mask_exact_shw: Optional[np.ndarray] = None  # uint8 (S, H, W) 0/1, the plaques themselves
 
     def lesion_slices(self) -> np.ndarray:
         """Indices of the slices with at least one plaque pixel (§4.1 keeps only these)."""
         return lesion_slices(self.mask_shw)
+
+
+@dataclasses.dataclass
+class Truth:
+    """What the radiologist's outlines only approximate, where it is known (the phantom)."""
+
+    patient: str
+    regions_shw: Optional[np.ndarray]  # uint8 (S, H, W), labels of region_legend(), None if absent
+    mask_exact_shw: Optional[np.ndarray]  # uint8 (S, H, W) 0/1, None if absent
 
 
 def lesion_slices(mask_shw: np.ndarray) -> np.ndarray:
@@ -79,13 +99,20 @@ def check_scan(scan: Scan, source: PathLike = "") -> None:
         raise InputError(
             where, f"mask shape {scan.mask_shw.shape} does not match image shape {scan.flair_shw.shape}"
         )
+    for what, truth in (("region map", scan.regions_shw), ("exact mask", scan.mask_exact_shw)):
+        if truth is not None and truth.shape != scan.flair_shw.shape:
+            raise InputError(where, f"{what} shape {truth.shape} does not match image shape {scan.flair_shw.shape}")
     bad = ~np.isfinite(scan.flair_shw)
     if bad.any():
         raise InputError(where, f"{int(bad.sum())} NaN/inf voxels in the FLAIR volume")
 
 
-def write_cohort(cohort_dir: PathLike, scans: Iterable[Scan], name: Optional[str] = None) -> Path:
-    """Write all scans to `<cohort_dir>/cohort.h5` atomically; return its path."""
+def write_cohort(cohort_dir: PathLike, scans: Iterable[Scan], name: Optional[str] = None,
+                 regions_legend: Optional[Dict[int, str]] = None) -> Path:
+    """Write all scans to `<cohort_dir>/cohort.h5` atomically; return its path.
+
+    Scans with a region map need `regions_legend` (label -> region name), and
+    their labels must be in it."""
     path = cohort_file(cohort_dir)
     seen = set()
     with atomic_path(path) as tmp:
@@ -94,15 +121,28 @@ def write_cohort(cohort_dir: PathLike, scans: Iterable[Scan], name: Optional[str
             f.attrs["version"] = VERSION
             f.attrs["name"] = name or Path(cohort_dir).name
             f.attrs["cohort_id"] = uuid.uuid4().hex
+            if regions_legend is not None:
+                f.attrs["regions_legend"] = json.dumps({str(k): v for k, v in sorted(regions_legend.items())})
             patients = f.create_group("patients")
             for scan in scans:
                 check_scan(scan)
                 if scan.patient in seen:
                     raise InputError(path, f"patient id {scan.patient} given twice")
                 seen.add(scan.patient)
+                if scan.regions_shw is not None:
+                    _check_region_labels(scan, regions_legend)
                 _write_scan(patients, scan)
     _drop_derived(cohort_dir)
     return path
+
+
+def _check_region_labels(scan: Scan, legend: Optional[Dict[int, str]]) -> None:
+    assert scan.regions_shw is not None
+    if legend is None:
+        raise InputError(scan.patient, "a region map needs a regions_legend")
+    unknown = sorted(set(int(v) for v in np.flatnonzero(np.bincount(scan.regions_shw.ravel()))) - set(legend))
+    if unknown:
+        raise InputError(scan.patient, f"region labels {unknown} are not in the regions legend")
 
 
 def _drop_derived(cohort_dir: PathLike) -> None:
@@ -119,6 +159,9 @@ def _write_scan(patients: h5py.Group, scan: Scan) -> None:
     s, h, w = scan.flair_shw.shape
     g.create_dataset("flair", data=np.asarray(scan.flair_shw, dtype=np.float32), chunks=(1, h, w))
     g.create_dataset("mask", data=(scan.mask_shw > 0).astype(np.uint8), chunks=(1, h, w), compression="lzf")
+    for key, truth in (("regions", scan.regions_shw), ("mask_exact", scan.mask_exact_shw)):
+        if truth is not None:
+            g.create_dataset(key, data=np.asarray(truth, dtype=np.uint8), chunks=(1, h, w), compression="gzip")
     g.attrs["voxel_mm"] = np.asarray(scan.voxel_mm, dtype=np.float64)
     g.attrs["affine_whs"] = np.asarray(scan.affine_whs, dtype=np.float64)
     g.attrs["flair_source"] = scan.flair_source
@@ -184,6 +227,26 @@ def iter_masks(cohort_dir: PathLike, patients: Optional[Sequence[str]] = None) -
             if pid not in f["patients"]:
                 raise InputError(cohort_file(cohort_dir), f"no patient {pid}")
             yield pid, f["patients"][pid]["mask"][...]
+
+
+def region_legend(cohort_dir: PathLike) -> Optional[Dict[int, str]]:
+    """Label -> region name of the cohort's region maps; None when the cohort has none."""
+    with _open(cohort_dir) as f:
+        text = f.attrs.get("regions_legend")
+    return None if text is None else {int(k): str(v) for k, v in json.loads(text).items()}
+
+
+def iter_truth(cohort_dir: PathLike, patients: Optional[Sequence[str]] = None) -> Iterator[Truth]:
+    """Yield each patient's truth (region map, exact mask; None where the cohort
+    has none), one patient in memory at a time, in the order of `patients`
+    (default: all, sorted)."""
+    with _open(cohort_dir) as f:
+        for pid in patients if patients is not None else sorted(f["patients"].keys()):
+            if pid not in f["patients"]:
+                raise InputError(cohort_file(cohort_dir), f"no patient {pid}")
+            g = f["patients"][pid]
+            yield Truth(pid, g["regions"][...] if "regions" in g else None,
+                        g["mask_exact"][...] if "mask_exact" in g else None)
 
 
 def normalise_intensity(flair_shw: np.ndarray) -> np.ndarray:

@@ -9,23 +9,36 @@ names; no folder name and no header field is written. Image and mask are
 turned into the cohort's (S, H, W) by one `orientation.to_cohort` step.
 Scans keep their own in-plane size unless `resample="HxW"` is given (§4: the
 paper's scans are 448x512).
+
+With `truth_dir` (`--truth`, what the phantom writes to OUT/truth/), each
+patient's TRUTH/<same folder name>/regions.nii.gz (region labels, legend in
+TRUTH/regions.json) and plaques_exact.nii.gz (the plaques themselves) become
+the cohort's optional `regions` and `mask_exact`: turned into (S, H, W) as the
+NIfTI FLAIR is, on the FLAIR's grid, resampled with the mask (nearest) under
+`resample`. Each file is there for every patient or for none.
 """
 
 import collections
 import dataclasses
+import json
 import re
 from pathlib import Path
-from typing import Counter, Iterator, List, Optional, Tuple
+from typing import Counter, Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from .cohort import Scan, check_scan, cohort_file, write_cohort
 from .errors import InputError
-from .io.orientation import check_axial, to_cohort, voxel_mm
-from .io.study import OUTLINE_SOURCE, discover_patient, read_flair, read_outlines
+from .io.nifti import read_nifti
+from .io.orientation import SourceVolume, check_axial, to_cohort, voxel_mm
+from .io.study import OUTLINE_SOURCE, check_same_grid, discover_patient, read_flair, read_outlines
 from .progress import progress
 from .typing import PathLike
+
+TRUTH_FILES = {"regions": "regions.nii.gz", "mask_exact": "plaques_exact.nii.gz"}  # cohort dataset: file name
+REGIONS_LEGEND = "regions.json"  # in TRUTH: {"0": "air", ...}, the labels of every regions.nii.gz
+TruthFiles = Dict[str, Path]  # one patient's: cohort dataset -> file
 
 
 @dataclasses.dataclass
@@ -35,6 +48,7 @@ class ImportSummary:
     slices: int = 0
     lesion_slices: int = 0
     sizes: Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    truth: Tuple[str, ...] = ()  # the optional datasets imported with --truth
 
     def add(self, scan: Scan) -> None:
         self.patients += 1
@@ -45,28 +59,33 @@ class ImportSummary:
     def __str__(self) -> str:
         sizes = ", ".join(f"{size} ({n})" for size, n in sorted(self.sizes.items()))
         return (f"imported {self.patients} patients (P001-P{self.patients:03d}): {self.slices} slices, "
-                f"{self.lesion_slices} with lesions; slice sizes HxW (patients): {sizes} -> {self.cohort}")
+                f"{self.lesion_slices} with lesions; slice sizes HxW (patients): {sizes}"
+                + (f"; truth: {', '.join(self.truth)}" if self.truth else "") + f" -> {self.cohort}")
 
 
-def import_studies(studies_dir: PathLike, cohort_dir: PathLike, resample: Optional[str] = None) -> ImportSummary:
-    """Read every patient folder of `studies_dir` and write `<cohort_dir>/cohort.h5` atomically.
+def import_studies(studies_dir: PathLike, cohort_dir: PathLike, resample: Optional[str] = None,
+                   truth_dir: Optional[PathLike] = None) -> ImportSummary:
+    """Read every patient folder of `studies_dir` (and its truth files in
+    `truth_dir`) and write `<cohort_dir>/cohort.h5` atomically.
 
     Any bad input raises InputError before the store is complete, so none is left."""
     shape_hw = parse_size(resample) if resample else None
     folders = patient_folders(studies_dir)
-    summary = ImportSummary(cohort=cohort_file(cohort_dir))
+    truth = find_truth(truth_dir, folders) if truth_dir is not None else [{} for _ in folders]
+    legend = read_regions_legend(Path(truth_dir)) if truth_dir is not None and "regions" in truth[0] else None
+    summary = ImportSummary(cohort=cohort_file(cohort_dir), truth=tuple(truth[0]))
     created = not Path(cohort_dir).exists()
 
     def scans() -> Iterator[Scan]:
         for n, folder in enumerate(progress(folders, desc="import", unit="patient")):
-            scan = read_patient(folder, f"P{n + 1:03d}", shape_hw)
+            scan = read_patient(folder, f"P{n + 1:03d}", shape_hw, truth[n], legend)
             summary.add(scan)
             yield scan
         if summary.lesion_slices == 0:
             raise InputError(studies_dir, "no lesions: no patient has any outlined pixel")
 
     try:
-        write_cohort(cohort_dir, scans())
+        write_cohort(cohort_dir, scans(), regions_legend=legend)
     except BaseException:
         if created and Path(cohort_dir).is_dir() and not any(Path(cohort_dir).iterdir()):
             Path(cohort_dir).rmdir()
@@ -91,8 +110,10 @@ def parse_size(text: str) -> Tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def read_patient(folder: Path, patient: str, shape_hw: Optional[Tuple[int, int]] = None) -> Scan:
-    """One patient folder -> Scan in the cohort convention (pseudonymous id `patient`)."""
+def read_patient(folder: Path, patient: str, shape_hw: Optional[Tuple[int, int]] = None,
+                 truth: Optional[TruthFiles] = None, legend: Optional[Dict[int, str]] = None) -> Scan:
+    """One patient folder -> Scan in the cohort convention (pseudonymous id
+    `patient`), with its truth files (`find_truth`; region labels checked against `legend`)."""
     found = discover_patient(folder)
     image, _ = read_flair(found)
     flair_shw, affine_whs = to_cohort(image.data_ijk, image.affine_ras)
@@ -102,11 +123,73 @@ def read_patient(folder: Path, patient: str, shape_hw: Optional[Tuple[int, int]]
                 flair_source="dicom" if found.flair_dicom else "nifti",
                 mask_source=OUTLINE_SOURCE[found.outline_kind])
     check_scan(scan, source=image.path)
+    if truth:
+        regions_shw, mask_exact_shw = read_truth(truth, image, affine_whs, legend)
+        scan = dataclasses.replace(scan, regions_shw=regions_shw, mask_exact_shw=mask_exact_shw)
     return resample_scan(scan, shape_hw) if shape_hw else scan
 
 
+def find_truth(truth_dir: PathLike, folders: List[Path]) -> List[TruthFiles]:
+    """Per patient folder, its files TRUTH/<folder name>/{regions,plaques_exact}.nii.gz;
+    InputError unless each kind is there for every patient or for none, and some are."""
+    truth_dir = Path(truth_dir)
+    if not truth_dir.is_dir():
+        raise InputError(truth_dir, "--truth: not a folder")
+    found = [{key: truth_dir / f.name / name for key, name in TRUTH_FILES.items()
+              if (truth_dir / f.name / name).is_file()} for f in folders]
+    if not any(found):
+        raise InputError(truth_dir, f"no truth files for any of the {len(folders)} patients (expected "
+                                    f"<patient folder>/{' or '.join(TRUTH_FILES.values())})")
+    for key, name in TRUTH_FILES.items():
+        missing = [f.name for f, files in zip(folders, found) if key not in files]
+        if 0 < len(missing) < len(folders):
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise InputError(truth_dir, f"no {name} for {len(missing)} of {len(folders)} patients ({shown}): "
+                                        "give it for all patients or for none")
+    return found
+
+
+def read_regions_legend(truth_dir: Path) -> Dict[int, str]:
+    """TRUTH/regions.json -> {label: region name}."""
+    path = truth_dir / REGIONS_LEGEND
+    try:
+        legend = {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    except FileNotFoundError:
+        raise InputError(path, "missing: the legend of the regions.nii.gz files") from None
+    except (ValueError, AttributeError) as e:
+        raise InputError(path, f"not a JSON object of label: region name ({e})") from None
+    if not legend or min(legend) < 0 or max(legend) > 255:
+        raise InputError(path, "region labels must be 0-255")
+    return legend
+
+
+def read_truth(files: TruthFiles, image: SourceVolume, affine_whs: np.ndarray,
+               legend: Optional[Dict[int, str]]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """One patient's truth files -> (regions_shw uint8 labels, mask_exact_shw uint8 0/1), each
+    (S, H, W) on the FLAIR's grid, turned as the NIfTI FLAIR import turns its voxels, or None."""
+    out: Dict[str, np.ndarray] = {}
+    for key, path in files.items():
+        volume = read_nifti(path, mask=key == "mask_exact")
+        data_shw, affine = to_cohort(volume.data_ijk, volume.affine_ras)
+        check_same_grid(path, data_shw.shape, affine, image, affine_whs,
+                        what="region map" if key == "regions" else "exact mask")
+        out[key] = _region_labels(path, data_shw, legend or {}) if key == "regions" else data_shw
+    return out.get("regions"), out.get("mask_exact")
+
+
+def _region_labels(path: Path, data_shw: np.ndarray, legend: Dict[int, str]) -> np.ndarray:
+    labels = data_shw.astype(np.uint8)
+    if not np.array_equal(labels, data_shw):
+        raise InputError(path, "region labels must be whole numbers 0-255")
+    unknown = sorted(set(int(v) for v in np.flatnonzero(np.bincount(labels.ravel()))) - set(legend))
+    if unknown:
+        raise InputError(path, f"region labels {unknown} are not in {REGIONS_LEGEND}")
+    return labels
+
+
 def resample_scan(scan: Scan, shape_hw: Tuple[int, int]) -> Scan:
-    """In-plane resampling to (H, W): linear for FLAIR, nearest for the mask; voxel_mm and affine follow.
+    """In-plane resampling to (H, W): linear for FLAIR, nearest for the mask and the truth (region map,
+    exact mask); voxel_mm and affine follow.
 
     cv2 puts pixel centres at (x + 0.5) * scale - 0.5 in the source, so the affine's origin moves by
     half the change in pixel size."""
@@ -118,8 +201,10 @@ def resample_scan(scan: Scan, shape_hw: Tuple[int, int]) -> Scan:
     index_map = np.array([[scale_w, 0, 0, 0.5 * scale_w - 0.5], [0, scale_h, 0, 0.5 * scale_h - 0.5],
                           [0, 0, 1, 0], [0, 0, 0, 1]])
     affine_whs = scan.affine_whs @ index_map
+    nearest = lambda v: resize(v.astype(np.uint8), cv2.INTER_NEAREST_EXACT)  # noqa: E731
+    optional = lambda v: None if v is None else nearest(v)  # noqa: E731
     return dataclasses.replace(scan, flair_shw=resize(scan.flair_shw.astype(np.float32), cv2.INTER_LINEAR),
-                               mask_shw=resize(scan.mask_shw.astype(np.uint8), cv2.INTER_NEAREST_EXACT),
-                               affine_whs=affine_whs, voxel_mm=voxel_mm(affine_whs))
+                               mask_shw=nearest(scan.mask_shw), affine_whs=affine_whs, voxel_mm=voxel_mm(affine_whs),
+                               regions_shw=optional(scan.regions_shw), mask_exact_shw=optional(scan.mask_exact_shw))
 
 

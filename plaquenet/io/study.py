@@ -70,21 +70,23 @@ def read_outlines(found: PatientFiles, image: SourceVolume, affine_whs: np.ndarr
     if kind == "NIfTI mask":
         mask = read_nifti(paths[0], mask=True)
         mask_shw, mask_affine = to_cohort(mask.data_ijk, mask.affine_ras)
-        _check_same_grid(paths[0], mask_shw.shape, mask_affine, image, affine_whs)
+        check_same_grid(paths[0], mask_shw.shape, mask_affine, image, affine_whs)
         return mask_shw
     reader = {"PNG": read_png_masks, "SEG": lambda p, im: read_seg(p[0], im),
               "RTSTRUCT": lambda p, im: read_rtstruct(p[0], im)}[kind]
     return to_cohort(reader(paths, image), image.affine_ras)[0]
 
 
-def _check_same_grid(path: PathLike, mask_shape: Tuple[int, ...], mask_affine: np.ndarray, image: SourceVolume,
-                     affine_whs: np.ndarray) -> None:
+def check_same_grid(path: PathLike, mask_shape: Tuple[int, ...], mask_affine: np.ndarray, image: SourceVolume,
+                    affine_whs: np.ndarray, what: str = "mask") -> None:
+    """InputError naming `path` unless a volume in cohort order (shape, affine_whs)
+    lies on the FLAIR's grid: same shape, affines within a tenth of a voxel."""
     flair_shape = cohort_grid(image.data_ijk.shape, image.affine_ras)[0]
     if mask_shape != flair_shape:
-        raise InputError(path, f"mask of shape {mask_shape} (S, H, W), the FLAIR is {flair_shape}")
+        raise InputError(path, f"{what} of shape {mask_shape} (S, H, W), the FLAIR is {flair_shape}")
     off_mm = float(np.abs(mask_affine - affine_whs).max())
     if off_mm > 0.1 * min(voxel_mm(affine_whs)):
-        raise InputError(path, f"mask geometry differs from the FLAIR's (affines differ by up to {off_mm:.3g} mm)")
+        raise InputError(path, f"{what} geometry differs from the FLAIR's (affines differ by up to {off_mm:.3g} mm)")
 
 
 # --- discovery -------------------------------------------------------------

@@ -16,6 +16,9 @@ step:
   RTSTRUCT import uses, so DICOM round trips give identical masks;
 * `head.acquire`: smooth multiplicative bias field, Rician noise, 12-bit
   storage with a rescale slope/intercept;
+* `regions`: where each voxel is (air, brain, csf, scalp, calvaria, skull
+  base, temporal bone, orbit, sinus), replayed from the shapes `anatomy`
+  drew, without a random number (the images do not change with it);
 * `patients`, `writers`: fake identities and the files.
 
 `write_phantom` writes the cohort as a hospital would hand it over (with FAKE
@@ -26,6 +29,16 @@ patient data in every header, so tests can prove the import strips it)::
                                                       or DICOM SEG (patients 1, 3, ...)
     OUT/nifti/<Surname_Name>/flair.nii.gz             float32, RAS-ordered voxels
     OUT/nifti/<Surname_Name>/mask.nii.gz              uint8, same grid and affine
+    OUT/truth/<Surname_Name>/regions.nii.gz           uint8, same grid and affine: where each
+                                                      voxel is (`regions`), labels of ...
+    OUT/truth/regions.json                            ... this legend: {"0": "air", ...}
+    OUT/truth/<Surname_Name>/plaques_exact.nii.gz     uint8 0/1, same grid and affine: the plaques
+                                                      themselves (`PhantomScan.mask_exact_shw`)
+
+`truth/` is what a hospital cannot hand over; `plaquenet import OUT/dicom
+--truth OUT/truth` carries it into the cohort store beside the outlines. Its
+files hold no header text; the folder names are the fake patients', as in
+`nifti/`.
 
 Everything is seeded: the same seed gives byte-identical files.
 `phantom_patient` gives one patient as arrays (tests, figures).
@@ -34,7 +47,7 @@ Everything is seeded: the same seed gives byte-identical files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Union
+from typing import Dict, List, NamedTuple, Union
 
 import numpy as np
 
@@ -46,16 +59,44 @@ from .anatomy import slice_labels
 from .head import PARENCHYMA, SHAPE_HW, TISSUE, acquire, draw_head, tissue_image
 from .patients import FakePatient, fake_patients
 from .plaques import draw_plaques, outline_plaques, paint_plaque, plaque_fractions
+from .regions import REGIONS, slice_regions
 from .scan import PhantomScan
-from .writers import nifti_affine, to_nifti_order, write_dicom_study, write_nifti_study
+from .writers import (nifti_affine, to_nifti_order, write_dicom_study, write_nifti_study, write_regions_legend,
+                      write_truth_study)
 
-__all__ = ["SHAPE_HW", "TISSUE", "PARENCHYMA", "PhantomScan", "phantom_patient", "write_phantom", "FakePatient",
-           "fake_patients", "write_dicom_study", "write_nifti_study", "nifti_affine", "to_nifti_order"]
+__all__ = ["SHAPE_HW", "TISSUE", "PARENCHYMA", "REGIONS", "PRESETS", "Preset", "PhantomScan", "phantom_patient",
+           "write_phantom", "FakePatient", "fake_patients", "write_dicom_study", "write_nifti_study",
+           "write_truth_study", "nifti_affine", "to_nifti_order"]
+
+
+class Preset(NamedTuple):
+    patients: int
+    slices: int  # per patient, skull base to vertex
+
+
+# `plaquenet phantom --preset NAME` (explicit --patients/--slices override). Plaque
+# slices (those the radiologist outlined, the only ones §4.1 uses) counted with
+# seed 0 and the tiles' split (cohort.TEST_FRACTION, tiles.SEED):
+PRESETS: Dict[str, Preset] = {
+    # `make demo`: the whole job in minutes on a laptop; 85 plaque slices
+    "demo": Preset(10, 20),
+    # a ~20-minute reproduction on 2 cores: the paper's slices, a quarter of its
+    # patients (19 train / 5 test); 258 train + 73 test plaque slices
+    "quick": Preset(24, 33),
+    # §4.1: 96 patients, 77 train / 19 test, 982 + 242 plaque slices (12.75 a
+    # patient). Plaques show on more slices the thinner the slices are cut; 33
+    # slices from skull base to vertex (3.1-3.8 mm apart) give 988 + 256 (12.96
+    # a patient; 32 give 952 + 248). Writing one patient: about 7 s on a 2-core
+    # Xeon shared with other jobs (load 5), 2026-11-30; 4.7 s of it the arrays.
+    "paper": Preset(96, 33),
+}
 
 
 def phantom_patient(seed: int = 0, n_slices: int = 20, patient: int = 0) -> PhantomScan:
     """Synthetic axial FLAIR study of one patient: 448x512 slices from the skull
-    base to the vertex, plaques, and the radiologist's polygon outlines.
+    base to the vertex, plaques, and the radiologist's polygon outlines; beside
+    them the truth: tissue and region labels, and the plaques' voxel fractions
+    (`mask_exact_shw`: 1 where a plaque fills at least half the voxel).
 
     Deterministic in (seed, patient); patients of one seed are independent.
     """
@@ -64,6 +105,7 @@ def phantom_patient(seed: int = 0, n_slices: int = 20, patient: int = 0) -> Phan
     rng = np.random.default_rng([seed, patient, 0])
     head = draw_head(rng, n_slices)
     labels_shw = np.stack([slice_labels(head, z) for z in head.z_model])
+    regions_shw = np.stack([slice_regions(head, z, labels) for z, labels in zip(head.z_model, labels_shw)])
     plaques = draw_plaques(rng, head, labels_shw)
     flair_shw = np.empty(labels_shw.shape, np.float32)
     plaque_shw = np.zeros(labels_shw.shape, np.float32)
@@ -84,6 +126,7 @@ def phantom_patient(seed: int = 0, n_slices: int = 20, patient: int = 0) -> Phan
         mask_shw=mask_shw,
         plaque_shw=plaque_shw,
         tissue_shw=labels_shw,
+        regions_shw=regions_shw,
         polygons_cr=polygons_cr,
         voxel_mm=(head.spacing_mm, head.pixel_mm, head.pixel_mm),
         slice_thickness_mm=head.thickness_mm,
@@ -92,7 +135,8 @@ def phantom_patient(seed: int = 0, n_slices: int = 20, patient: int = 0) -> Phan
     )
 
 
-def write_phantom(out: Union[str, Path], n_patients: int = 10, n_slices: int = 20, seed: int = 0) -> Path:
+def write_phantom(out: Union[str, Path], n_patients: int = PRESETS["demo"].patients,
+                  n_slices: int = PRESETS["demo"].slices, seed: int = 0) -> Path:
     """Write the synthetic cohort under `out` (layout in the module docstring),
     atomically: the whole folder appears at once or not at all."""
     if n_patients < 1:
@@ -107,4 +151,6 @@ def write_phantom(out: Union[str, Path], n_patients: int = 10, n_slices: int = 2
             who = people[i]
             write_dicom_study(tmp / "dicom" / who.folder, scan, who, uid_seed=(seed, i), seg=i % 2 == 1)
             write_nifti_study(tmp / "nifti" / who.folder, scan)
+            write_truth_study(tmp / "truth" / who.folder, scan)
+        write_regions_legend(tmp / "truth" / "regions.json")
     return out

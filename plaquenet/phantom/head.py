@@ -147,6 +147,7 @@ class Head:
     floor_hw: np.ndarray  # model z of the skull base / fossa floors under every pixel
     floor_norm_hw: np.ndarray  # cos of the floor's slope: vertical -> normal distance
     posterior_hw: np.ndarray  # bool: behind the petrous ridges / clivus
+    petrous_hw: np.ndarray  # bool: where the petrous ridge raises the skull base (the region map's temporal bone)
     tent_hw: np.ndarray  # model z of the tentorium
     sulci: np.ndarray  # 3D smooth random field on a FIELD_MM grid (model coordinates)
 
@@ -203,7 +204,7 @@ def _head_fields(rng: np.random.Generator, u_hw: np.ndarray, v_hw: np.ndarray) -
     """Slice-independent maps: skull base height, tentorium, posterior fossa;
     and the 3D random field that draws the sulci."""
     gu, gv = np.mgrid[-MAP_HALF_U_MM:MAP_HALF_U_MM:1.0, -MAP_HALF_V_MM:MAP_HALF_V_MM:1.0].astype(np.float32)
-    floor, posterior = _skull_base_floor(gu, gv)
+    floor, posterior, petrous = _skull_base_floor(gu, gv)
     gz, gx = np.gradient(floor)
     norm = 1 / np.sqrt(1 + gz ** 2 + gx ** 2)
     tent = TENT_EDGE_Z_MM + TENT_PEAK_MM * np.exp(-(gu / TENT_WIDTH_MM) ** 2) * np.clip(
@@ -219,14 +220,16 @@ def _head_fields(rng: np.random.Generator, u_hw: np.ndarray, v_hw: np.ndarray) -
         floor_hw=sample(floor).astype(np.float32),
         floor_norm_hw=sample(norm).astype(np.float32),
         posterior_hw=sample(posterior.astype(np.float32)) > 0.5,
+        petrous_hw=sample(petrous.astype(np.float32)) > 0.5,
         tent_hw=sample(tent).astype(np.float32),
         sulci=field / field.std(),
     )
 
 
-def _skull_base_floor(gu: np.ndarray, gv: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Model z of the fossa floors on the (u, v) grid (smoothed), and the
-    posterior fossa (bool): behind the petrous ridges and the dorsum sellae."""
+def _skull_base_floor(gu: np.ndarray, gv: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model z of the fossa floors on the (u, v) grid (smoothed), the
+    posterior fossa (bool): behind the petrous ridges and the dorsum sellae,
+    and the petrous bones (bool): where the ridge's wedge tops the floor."""
     au = np.abs(gu)
     apex_u = CLIVUS_HALF_WIDTH_MM
     ridge_v = np.where(au < apex_u, DORSUM_V_MM, PETROUS_APEX_V_MM + (au - apex_u) * PETROUS_RIDGE_SLOPE)
@@ -240,8 +243,10 @@ def _skull_base_floor(gu: np.ndarray, gv: np.ndarray) -> Tuple[np.ndarray, np.nd
     ru, rv = PETROUS_RIDGE_UV_MM
     t = np.clip(((au - apex_u) * ru + (gv - PETROUS_APEX_V_MM) * rv) / (ru ** 2 + rv ** 2), 0, 1)
     d = np.hypot(au - apex_u - ru * t, gv - PETROUS_APEX_V_MM - rv * t)
-    floor = np.maximum(floor, np.where(au > PETROUS_INNER_U_MM, PETROUS_CREST_Z_MM - PETROUS_FLANK * d, -99))
-    return ndimage.gaussian_filter(floor, FLOOR_SMOOTH_MM), posterior
+    wedge = np.where(au > PETROUS_INNER_U_MM, PETROUS_CREST_Z_MM - PETROUS_FLANK * d, -99)
+    petrous = wedge > floor
+    floor = np.maximum(floor, wedge)
+    return ndimage.gaussian_filter(floor, FLOOR_SMOOTH_MM), posterior, petrous
 
 
 def sample_field(field: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -22,11 +22,19 @@ class PhantomScan:
     mask_shw: np.ndarray  # uint8 (S, H, W), the radiologist's polygons rasterised
     plaque_shw: np.ndarray  # float32 (S, H, W) in [0, 1]: fraction of each voxel that is plaque
     tissue_shw: np.ndarray  # uint8 (S, H, W): the healthy anatomy, labels of TISSUE (e.g. TISSUE["white"])
+    regions_shw: np.ndarray  # uint8 (S, H, W): where each voxel is, labels of regions.REGIONS (e.g. 7 "orbit")
     polygons_cr: List[List[np.ndarray]]  # per slice, (K, 2) float (column, row) pixel vertices
     voxel_mm: Tuple[float, float, float]  # (between slices, between rows, between columns)
     slice_thickness_mm: float
     origin_lps: Tuple[float, float, float]  # DICOM ImagePositionPatient of slice 0, mm
     rescale: Tuple[float, float]  # (slope, intercept): flair = stored * slope + intercept
+
+    @property
+    def mask_exact_shw(self) -> np.ndarray:
+        """uint8 (S, H, W) 0/1: the plaques themselves, not the radiologist's
+        polygons: 1 where a plaque fills at least half of the voxel
+        (plaque_shw >= 0.5), the rule that makes a voxel one of the plaque's."""
+        return (self.plaque_shw >= 0.5).astype(np.uint8)
 
     @property
     def affine_whs(self) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The phantom's files, as a hospital would hand them over: a DICOM MR series
 with FAKE patient data in every header, the radiologist's outlines as an
-RTSTRUCT or a DICOM SEG, and the same volume and mask as NIfTI.
+RTSTRUCT or a DICOM SEG, and the same volume and mask as NIfTI; beside them
+the truth the files above cannot carry (region map, exact plaques).
 
 Every UID comes from the seed (`_uid`), and every clock stamp is the study's
 date, so the same seed gives byte-identical files.
@@ -9,6 +10,7 @@ date, so the same seed gives byte-identical files.
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 from typing import List, Sequence, Tuple, Union
 
@@ -19,6 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from ..io.nifti import write_nifti
 from ..io.seg import write_seg
 from .patients import FakePatient
+from .regions import REGIONS
 from .scan import PhantomScan
 
 UidSeed = Tuple[int, int]  # (seed, patient)
@@ -255,3 +258,23 @@ def write_nifti_study(folder: Union[str, Path], scan: PhantomScan) -> None:
     affine = nifti_affine(scan)
     write_nifti(folder / "flair.nii.gz", to_nifti_order(scan.flair_shw), affine, np.float32)
     write_nifti(folder / "mask.nii.gz", to_nifti_order(scan.mask_shw), affine, np.uint8)
+
+
+# --- the truth: what the radiologist's polygons only approximate ----------------------------
+
+
+def write_truth_study(folder: Union[str, Path], scan: PhantomScan) -> None:
+    """`folder`/regions.nii.gz (uint8, labels of `regions.REGIONS`) and
+    `folder`/plaques_exact.nii.gz (uint8 0/1, `PhantomScan.mask_exact_shw`), on
+    the grid and affine of the NIfTI FLAIR (`write_nifti_study`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    affine = nifti_affine(scan)
+    write_nifti(folder / "regions.nii.gz", to_nifti_order(scan.regions_shw), affine, np.uint8)
+    write_nifti(folder / "plaques_exact.nii.gz", to_nifti_order(scan.mask_exact_shw), affine, np.uint8)
+
+
+def write_regions_legend(path: Union[str, Path]) -> None:
+    """The legend of every regions.nii.gz: {"0": "air", "1": "brain", ...} as JSON."""
+    legend = {str(label): name for label, name in REGIONS.items()}
+    Path(path).write_text(json.dumps(legend, indent=2) + "\n")

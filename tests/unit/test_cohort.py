@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from plaquenet.cohort import (Scan, load_scan, make_split, normalise_intensity, read_split, split_file,
-                              write_cohort, write_split)
+from plaquenet.cohort import (Scan, iter_truth, load_scan, make_split, normalise_intensity, read_split, region_legend,
+                              split_file, write_cohort, write_split)
 from plaquenet.errors import InputError
 
 
@@ -74,3 +74,51 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(InputError):
         write_cohort(tmp_path, [_scan("P001"), _scan("P001")])
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the optional truth: region maps and exact masks (#17) ---------------------------
+
+LEGEND = {0: "air", 1: "brain", 2: "csf"}
+
+
+def _truth_scan(pid, shift=0):
+    scan = _scan(pid)
+    scan.regions_shw = ((np.arange(40).reshape(2, 4, 5) + shift) % 3).astype(np.uint8)
+    scan.mask_exact_shw = np.zeros((2, 4, 5), np.uint8)
+    scan.mask_exact_shw[1, 2, 2] = 1
+    return scan
+
+
+def test_truth_round_trips_one_patient_at_a_time_in_the_given_order(tmp_path):
+    scans = [_truth_scan("P001"), _truth_scan("P002", shift=1)]
+    write_cohort(tmp_path, scans, regions_legend=LEGEND)
+    assert region_legend(tmp_path) == LEGEND
+    truth = list(iter_truth(tmp_path, ["P002", "P001"]))
+    assert [t.patient for t in truth] == ["P002", "P001"]
+    for t, scan in zip(truth, scans[::-1]):
+        assert t.regions_shw.dtype == np.uint8 and np.array_equal(t.regions_shw, scan.regions_shw)
+        assert t.mask_exact_shw.dtype == np.uint8 and np.array_equal(t.mask_exact_shw, scan.mask_exact_shw)
+    loaded = load_scan(tmp_path, "P001")  # cheap: the scan does not carry the truth
+    assert loaded.regions_shw is None and loaded.mask_exact_shw is None
+
+
+def test_a_cohort_without_truth_has_no_legend_and_none_in_its_truth(tmp_path):
+    write_cohort(tmp_path, [_scan("P001")])
+    assert region_legend(tmp_path) is None
+    [truth] = iter_truth(tmp_path)
+    assert (truth.patient, truth.regions_shw, truth.mask_exact_shw) == ("P001", None, None)
+
+
+def test_truth_of_another_shape_is_refused(tmp_path):
+    scan = _truth_scan("P001")
+    scan.mask_exact_shw = scan.mask_exact_shw[:1]
+    with pytest.raises(InputError, match=r"exact mask shape \(1, 4, 5\) does not match image shape \(2, 4, 5\)"):
+        write_cohort(tmp_path, [scan], regions_legend=LEGEND)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("legend, message", [(None, "needs a regions_legend"),
+                                             ({0: "air", 1: "brain"}, r"region labels \[2\] are not in")])
+def test_region_maps_need_their_labels_in_the_legend(tmp_path, legend, message):
+    with pytest.raises(InputError, match=message):
+        write_cohort(tmp_path, [_truth_scan("P001")], regions_legend=legend)

@@ -9,9 +9,10 @@ import pytest
 
 import dicom_fixtures as F
 from plaquenet.cli import main
-from plaquenet.cohort import load_scan, patient_ids
+from plaquenet.cohort import iter_truth, load_scan, patient_ids, region_legend
 from plaquenet.errors import InputError
-from plaquenet.ingest import import_studies, read_patient, resample_scan
+from plaquenet.ingest import find_truth, import_studies, read_patient, resample_scan
+from plaquenet.phantom import REGIONS, fake_patients, phantom_patient, write_phantom
 
 
 def run_import(capsys, studies, cohort, *extra):
@@ -209,3 +210,113 @@ def test_an_isotropic_sagittal_volume_becomes_axial_slices(tmp_path):
     scan = read_patient(write_sagittal_patient(tmp_path / "p", (1.0, 1.0, 1.0)), "P001")
     np.testing.assert_array_equal(scan.flair_shw, F.expected_flair_shw())
     np.testing.assert_array_equal(scan.mask_shw, F.lesion_mask_shw())
+
+
+# --- --truth: region maps and exact masks beside the studies (#17) --------------------
+
+REGIONS_JSON = '{"0": "air", "1": "brain", "2": "csf"}'
+
+
+def _regions_shw():
+    return (np.arange(F.expected_flair_shw().size).reshape(F.expected_flair_shw().shape) % 3).astype(np.uint8)
+
+
+def write_truth(truth, names=("a", "b"), axcodes=("L", "A", "S")):
+    """TRUTH/<name>/{regions,plaques_exact}.nii.gz on the reference study's grid (stored in `axcodes`
+    order, not the cohort's), and TRUTH/regions.json."""
+    for name in names:
+        (truth / name).mkdir(parents=True)
+        F.write_nifti(truth / name / "regions.nii.gz", _regions_shw(), axcodes=axcodes, dtype=np.uint8)
+        F.write_nifti(truth / name / "plaques_exact.nii.gz", F.lesion_mask_shw(), axcodes=axcodes, dtype=np.uint8)
+    (truth / "regions.json").write_text(REGIONS_JSON)
+    return truth
+
+
+@pytest.fixture(scope="module")
+def phantom_out(tmp_path_factory):
+    """A two-patient phantom of four slices, with its truth/."""
+    out = tmp_path_factory.mktemp("phantom") / "out"
+    write_phantom(out, n_patients=2, n_slices=4, seed=3)
+    return out
+
+
+def test_phantom_truth_reaches_the_cohort_bit_for_bit(phantom_out, tmp_path, capsys):
+    code, out, err = run_import(capsys, phantom_out / "dicom", tmp_path / "cohort", "--truth",
+                                str(phantom_out / "truth"))
+    assert code == 0, err
+    assert "; truth: regions, mask_exact -> " in out
+    assert region_legend(tmp_path / "cohort") == REGIONS
+    folders = [p.folder for p in fake_patients(3, 2)]
+    by_id = {f"P{n + 1:03d}": folders.index(name) for n, name in enumerate(sorted(folders))}  # ids in folder order
+    truths = list(iter_truth(tmp_path / "cohort"))
+    assert [t.patient for t in truths] == ["P001", "P002"]
+    for truth in truths:
+        scan = phantom_patient(3, 4, by_id[truth.patient])
+        assert truth.regions_shw.dtype == np.uint8 and np.array_equal(truth.regions_shw, scan.regions_shw)
+        assert np.array_equal(truth.mask_exact_shw, scan.mask_exact_shw) and truth.mask_exact_shw.any()
+
+
+def test_truth_turns_like_the_nifti_flair(tmp_path):
+    folder = F.write_nifti_patient(tmp_path / "studies" / "a", axcodes=("R", "A", "S"))
+    write_truth(tmp_path / "truth", names=("a",), axcodes=("P", "L", "S"))
+    [files] = find_truth(tmp_path / "truth", [folder])
+    scan = read_patient(folder, "P001", truth=files, legend={0: "air", 1: "brain", 2: "csf"})
+    np.testing.assert_array_equal(scan.regions_shw, _regions_shw())
+    np.testing.assert_array_equal(scan.mask_exact_shw, F.lesion_mask_shw())
+
+
+def test_truth_is_resampled_with_the_mask(tmp_path, capsys):
+    F.write_patient(tmp_path / "studies" / "a", "seg")
+    write_truth(tmp_path / "truth", names=("a",))
+    code, _, err = run_import(capsys, tmp_path / "studies", tmp_path / "cohort", "--resample", "8x10",
+                              "--truth", str(tmp_path / "truth"))
+    assert code == 0, err
+    [truth] = iter_truth(tmp_path / "cohort")
+    scan = load_scan(tmp_path / "cohort", "P001")
+    assert truth.regions_shw.shape == truth.mask_exact_shw.shape == scan.mask_shw.shape == (4, 8, 10)
+    np.testing.assert_array_equal(truth.mask_exact_shw, scan.mask_shw)  # nearest, both: the same pixels
+    np.testing.assert_array_equal(truth.regions_shw, _regions_shw()[:, ::2, ::2])
+
+
+def _no_truth_for_b(truth):
+    shutil.rmtree(truth / "b")
+
+
+def _no_regions_for_b(truth):
+    (truth / "b" / "regions.nii.gz").unlink()
+
+
+def _other_grid(truth):
+    F.write_nifti(truth / "b" / "regions.nii.gz", _regions_shw()[:, :, 1:], dtype=np.uint8)
+
+
+def _shifted(truth):
+    affine = F.EXPECTED_AFFINE_WHS.copy()
+    affine[0, 3] += 1.0
+    F.write_nifti(truth / "b" / "plaques_exact.nii.gz", F.lesion_mask_shw(), affine, dtype=np.uint8)
+
+
+def _unknown_label(truth):
+    F.write_nifti(truth / "a" / "regions.nii.gz", _regions_shw() * 3, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("spoil, where, message", [
+    (lambda truth: shutil.rmtree(truth), "truth", "--truth: not a folder"),
+    (lambda truth: [_no_truth_for_b(truth), shutil.rmtree(truth / "a")], "truth",
+     "no truth files for any of the 2 patients"),
+    (_no_truth_for_b, "truth", "no regions.nii.gz for 1 of 2 patients (b): give it for all patients or for none"),
+    (_no_regions_for_b, "truth", "no regions.nii.gz for 1 of 2 patients (b)"),
+    (lambda truth: (truth / "regions.json").unlink(), "regions.json", "missing: the legend"),
+    (_other_grid, "regions.nii.gz", "region map of shape (4, 16, 19) (S, H, W), the FLAIR is (4, 16, 20)"),
+    (_shifted, "plaques_exact.nii.gz", "exact mask geometry differs from the FLAIR's"),
+    (_unknown_label, "regions.nii.gz", "region labels [3, 6] are not in regions.json"),
+], ids=["no folder", "no patient", "one patient without", "one region map missing", "no legend", "another grid",
+        "shifted grid", "unknown label"])
+def test_bad_truth_is_one_line_naming_the_file_and_writes_nothing(tmp_path, capsys, spoil, where, message):
+    for name in ("a", "b"):
+        F.write_nifti_patient(tmp_path / "studies" / name)
+    spoil(write_truth(tmp_path / "truth"))
+    code, out, err = run_import(capsys, tmp_path / "studies", tmp_path / "cohort", "--truth", str(tmp_path / "truth"))
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"{where}: " in err and message in err, err
+    assert not (tmp_path / "cohort").exists()

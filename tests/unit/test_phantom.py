@@ -2,6 +2,9 @@
 polygons, and the files on disk (DICOM, RTSTRUCT, SEG, NIfTI) say the same
 and are valid DICOM (dciodvfy)."""
 
+import hashlib
+import json
+
 import highdicom as hd
 import nibabel as nib
 import numpy as np
@@ -208,3 +211,95 @@ def test_dciodvfy_finds_an_mr_slice_without_its_position_reference_indicator(coh
     del ds.PositionReferenceIndicator
     ds.save_as(tmp_path / "bad.dcm", enforce_file_format=True)
     assert any("PositionReferenceIndicator" in line for line in dciodvfy.errors(dciodvfy.report(tmp_path / "bad.dcm")))
+
+
+# --- the truth beside the files: region map and exact plaques (#17) -----------------
+
+# sha256 of phantom_patient(0, 6, 0).flair_shw and .mask_shw, computed before the
+# region maps existed: adding them must not move a single voxel (no extra random number).
+FLAIR_SHA256 = "20b915b4b16734786440b72326285e42a4b5850df42db1abd9fcdedc78754f78"
+MASK_SHA256 = "6e71dbb4b355525f820c92e78c57b6ff63977773c9c13de1c2102739e64da133"
+REGION = {name: label for label, name in phantom.REGIONS.items()}
+
+
+@pytest.fixture(scope="module")
+def full_head():
+    """Six slices from the skull base to the vertex: slice 1 crosses the globes, slice 5 the vertex."""
+    return phantom.phantom_patient(0, 6, 0)
+
+
+def test_the_region_maps_leave_the_images_unchanged(full_head):
+    assert hashlib.sha256(full_head.flair_shw.tobytes()).hexdigest() == FLAIR_SHA256
+    assert hashlib.sha256(full_head.mask_shw.tobytes()).hexdigest() == MASK_SHA256
+
+
+def test_the_region_legend_is_the_one_asked_for():
+    assert phantom.REGIONS == {0: "air", 1: "brain", 2: "csf", 3: "scalp", 4: "calvaria", 5: "skull_base",
+                               6: "temporal_bone", 7: "orbit", 8: "sinus"}
+
+
+def test_region_maps_hold_legend_labels_and_agree_with_the_tissues(scans, full_head):
+    tissue = phantom.TISSUE
+    for scan in scans + [full_head]:
+        regions, tissues = scan.regions_shw, scan.tissue_shw
+        assert regions.dtype == np.uint8 and regions.shape == scan.flair_shw.shape
+        assert set(np.unique(regions)) <= set(phantom.REGIONS)
+        assert (regions[np.isin(tissues, phantom.PARENCHYMA)] == REGION["brain"]).all()
+        assert (regions[np.isin(tissues, [tissue["csf"], tissue["ventricle"]])] == REGION["csf"]).all()
+        eyes = np.isin(tissues, [tissue["vitreous"], tissue["sclera"], tissue["lens"], tissue["nerve"]])
+        assert (regions[eyes] == REGION["orbit"]).all()
+        assert set(np.unique(regions[tissues == tissue["mucosa"]])) <= {REGION["sinus"], REGION["temporal_bone"]}
+        assert (tissues[regions == REGION["air"]] == tissue["air"]).all()
+        assert set(np.unique(regions[tissues == tissue["air"]])) == {REGION["air"], REGION["sinus"],
+                                                                      REGION["temporal_bone"]}  # mastoid cells
+
+
+def test_exact_plaques_lie_in_the_brain_only(scans, full_head):
+    for scan in scans + [full_head]:
+        exact = scan.mask_exact_shw > 0
+        assert exact.any() and (scan.regions_shw[exact] == REGION["brain"]).all()
+
+
+def test_orbits_on_a_skull_base_slice_and_calvaria_on_the_vertex(full_head):
+    low, top = full_head.regions_shw[1], full_head.regions_shw[-1]
+    vitreous = full_head.tissue_shw[1] == phantom.TISSUE["vitreous"]
+    assert vitreous.sum() > 500 and (low[vitreous] == REGION["orbit"]).all()  # the globes are cut
+    assert (low == REGION["orbit"]).sum() > 5000  # globes, fat cones, optic nerves
+    assert {REGION["sinus"], REGION["skull_base"]} <= set(np.unique(low))
+    assert REGION["temporal_bone"] in full_head.regions_shw[0]  # petrous ridges and mastoids at the skull base
+    assert set(np.unique(top)) == {REGION["air"], REGION["scalp"], REGION["calvaria"]}  # the vertex: no brain left
+    bone = np.isin(full_head.tissue_shw[-1], [phantom.TISSUE["bone"], phantom.TISSUE["marrow"]])
+    assert bone.any() and (top[bone] == REGION["calvaria"]).all()
+
+
+def test_exact_mask_is_the_half_full_voxels_not_the_polygons(scans):
+    for scan in scans:
+        exact, polygons = scan.mask_exact_shw, scan.mask_shw
+        assert exact.dtype == np.uint8 and np.array_equal(exact, (scan.plaque_shw >= 0.5).astype(np.uint8))
+        assert not np.array_equal(exact, polygons)
+        assert (polygons[exact > 0] > 0).mean() > 0.9 and exact.sum() < polygons.sum()  # generous outlines
+
+
+def test_truth_files_lie_on_the_nifti_flair_grid(cohort, scans):
+    truth = cohort / "truth"
+    assert sorted(p.name for p in truth.iterdir() if p.is_dir()) == sorted(p.name for p in (cohort / "nifti").iterdir())
+    assert json.loads((truth / "regions.json").read_text()) == {str(k): v for k, v in phantom.REGIONS.items()}
+    for i, scan in enumerate(scans):
+        folder = truth / _folder(i)
+        assert {p.name for p in folder.iterdir()} == {"regions.nii.gz", "plaques_exact.nii.gz"}
+        flair = nib.load(cohort / "nifti" / _folder(i) / "flair.nii.gz")
+        for name, volume in (("regions.nii.gz", scan.regions_shw), ("plaques_exact.nii.gz", scan.mask_exact_shw)):
+            image = nib.load(folder / name)
+            assert image.get_data_dtype() == np.uint8 and np.array_equal(image.affine, flair.affine)
+            assert np.array_equal(np.asarray(image.dataobj), phantom.to_nifti_order(volume))
+
+
+@pytest.mark.parametrize("name, patients, slices", [("demo", 10, 20), ("quick", 24, 33), ("paper", 96, 33)])
+def test_presets_are_the_table(name, patients, slices):
+    assert phantom.PRESETS[name] == (patients, slices)
+
+
+def test_write_phantom_defaults_are_the_demo_preset():
+    import inspect
+    defaults = inspect.signature(phantom.write_phantom).parameters
+    assert (defaults["n_patients"].default, defaults["n_slices"].default) == phantom.PRESETS["demo"]
