@@ -58,6 +58,34 @@ train: venv
 score: venv
 	$(PN) score --snapshot $(RUN) --engine $(ENGINE) --device $(DEVICE) --force
 
+# The paper's experiment (issue #17), resumable: the 96-patient phantom
+# (data/phantom-paper -> data/paper), §4.1 tiles, the paper's solver unchanged
+# (SGD, lr 1e-5, momentum 0.9, 75,000 iterations, a snapshot every 5,000) in
+# runs/reproduce, score --all-snapshots (Fig. 5), and runs/reproduce/reproduction.md
+# with every deviation beside the paper's figures. About 2 days on 2 CPU cores
+# (estimated: 48 h of training at 2.3 s per iteration, ~3 h scoring 15
+# snapshots; the measured estimate is printed after the first iterations).
+# Rerun to continue from the latest snapshot; MAX_ITER=N shortens it (the report says so).
+reproduce: venv
+	$(PN) reproduce --preset paper --engine $(ENGINE) --device $(DEVICE) $(if $(MAX_ITER),--max-iter $(MAX_ITER))
+
+# The same path at a small size -> runs/reproduce-quick: the 12-patient quick
+# phantom, the paper's solver but for 300 iterations and a snapshot every 100.
+reproduce-quick: venv
+	$(PN) reproduce --preset quick --engine $(ENGINE) --device $(DEVICE) $(if $(MAX_ITER),--max-iter $(MAX_ITER))
+
+# Each checkable finding of the paper as an experiment with a verdict
+# (plaquenet/experiments/claims.py): the reproduction above (reused, or made
+# first) and two more trainings on its schedule (no lesion-free tiles; lesion-free
+# tiles drawn uniformly) -> runs/claims-quick/claims.md, claims.html, claims.json.
+# The quick preset on a CPU; DEVICE=cuda: the paper-scale preset. FORCE=1
+# replaces an earlier table (the trainings are kept and reused).
+CLAIMS_PRESET ?= $(if $(filter cuda%,$(DEVICE)),paper,quick)
+claims: venv
+	$(PN) claims --preset $(CLAIMS_PRESET) --engine $(ENGINE) --device $(DEVICE) $(if $(MAX_ITER),--max-iter $(MAX_ITER)) $(if $(FORCE),--force)
+
+.PHONY: reproduce reproduce-quick claims
+
 # The suite, conformance tests against real Caffe included: as root the
 # Caffe root is built first (once, ~1 min), with BVLC's log parser from its
 # source package; otherwise those tests skip. As

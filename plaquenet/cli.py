@@ -49,20 +49,29 @@ def _engine_and_device(p: argparse.ArgumentParser) -> None:
 # --- phantom ---------------------------------------------------------------
 
 def _add_phantom(sub: "SubParsers") -> None:
+    from .phantom import PRESETS
+
     p = _parser(sub, "phantom", "write the synthetic FLAIR cohort (DICOM + RTSTRUCT/SEG, and NIfTI)")
-    p.add_argument("out", type=Path, help="folder to create; gets dicom/<patient>/ and nifti/<patient>/")
-    p.add_argument("--patients", type=int, default=10, help="number of patients")
-    p.add_argument("--slices", type=int, default=20, help="axial slices per patient")
+    p.add_argument("out", type=Path,
+                   help="folder to create; gets dicom/<patient>/, nifti/<patient>/ and truth/<patient>/")
+    p.add_argument("--preset", choices=PRESETS, default="demo",
+                   help="cohort size: " + ", ".join(f"{name} = {n.patients} patients x {n.slices} slices"
+                                                    for name, n in PRESETS.items()))
+    p.add_argument("--patients", type=int, default=None, help="number of patients (default: the preset's)")
+    p.add_argument("--slices", type=int, default=None, help="axial slices per patient (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same cohort")
     _force(p, "OUT")
 
 
 def _run_phantom(args: argparse.Namespace) -> None:
-    from .phantom import write_phantom
+    from .phantom import PRESETS, write_phantom
 
+    preset = PRESETS[args.preset]
+    patients = preset.patients if args.patients is None else args.patients
+    slices = preset.slices if args.slices is None else args.slices
     refuse_existing(args.out, args.force)
-    write_phantom(args.out, n_patients=args.patients, n_slices=args.slices, seed=args.seed)
-    print(f"phantom cohort of {args.patients} patients in {args.out}")
+    write_phantom(args.out, n_patients=patients, n_slices=slices, seed=args.seed)
+    print(f"phantom cohort of {patients} patients x {slices} slices in {args.out}")
 
 
 # --- import ----------------------------------------------------------------
@@ -73,6 +82,9 @@ def _add_import(sub: "SubParsers") -> None:
     p.add_argument("--cohort", type=Path, required=True, help="cohort folder to write (cohort.h5 inside)")
     p.add_argument("--resample", metavar="HxW", default=None,
                    help="resample every slice to this size, e.g. 448x512 (default: keep each scan's own size)")
+    p.add_argument("--truth", type=Path, default=None, metavar="TRUTH_DIR",
+                   help="also import TRUTH_DIR/<patient folder>/regions.nii.gz and plaques_exact.nii.gz (with "
+                        "TRUTH_DIR/regions.json), as `plaquenet phantom` writes them to OUT/truth")
     _force(p, "the cohort store")
 
 
@@ -81,7 +93,7 @@ def _run_import(args: argparse.Namespace) -> None:
     from .ingest import import_studies
 
     refuse_existing(cohort_file(args.cohort), args.force)
-    print(import_studies(args.studies, args.cohort, resample=args.resample))
+    print(import_studies(args.studies, args.cohort, resample=args.resample, truth_dir=args.truth))
 
 
 # --- tiles -----------------------------------------------------------------
@@ -169,6 +181,9 @@ def _add_score(sub: "SubParsers") -> None:
     p.add_argument("--save-probabilities", type=Path, default=None, metavar="DIR",
                    help="also write every patient's probability volume to DIR/<patient>.nii.gz "
                         "(every slice forwarded, not only those with plaques: slower)")
+    p.add_argument("--tiles", type=Path, default=None, metavar="TILES",
+                   help="the tile folder (or its train.txt) the net was trained on, for the threshold the paper "
+                        "first chose on the tiles (§4.3; default: COHORT/tiles)")
     _force(p, "OUT (and DIR)")
 
 
@@ -177,7 +192,8 @@ def _run_score(args: argparse.Namespace) -> None:
 
     results = score(args.all_snapshots or args.snapshot, cohort_dir=args.cohort, deploy=args.deploy,
                     engine=args.engine, device=args.device, out=args.out, force=args.force,
-                    all_snapshots=args.all_snapshots is not None, probabilities_dir=args.save_probabilities)
+                    all_snapshots=args.all_snapshots is not None, probabilities_dir=args.save_probabilities,
+                    tiles=args.tiles)
     f1, paper = results["test"]["pixel"]["f1"], results["paper"]["test"]["pixel"]["f1"]
     print(f"test F-measure {f1:.4f} at threshold {results['threshold']:.4g} (paper: {paper}); "
           f"report: {results['out']}/report.html")
@@ -209,6 +225,77 @@ def _run_segment(args: argparse.Namespace) -> None:
                   min_lesion_mm3=args.min_lesion_mm3, engine=args.engine, device=args.device, force=args.force))
 
 
+# --- reproduce -------------------------------------------------------------
+
+def _add_reproduce(sub: "SubParsers") -> None:
+    p = _parser(sub, "reproduce", "the paper's experiment end to end: cohort, tiles, the paper's solver (resumable), "
+                                  "score --all-snapshots (Fig. 5), the deviations beside the paper's figures")
+    p.add_argument("--preset", choices=("quick", "paper"), default="paper",
+                   help="paper: the paper's solver unchanged on the 96-patient phantom (days on 2 CPU cores); "
+                        "quick: the same path shortened, on a smaller phantom (about 20 min)")
+    p.add_argument("--run", type=Path, default=None,
+                   help="run folder (default: runs/reproduce, runs/reproduce-quick); a rerun resumes it")
+    p.add_argument("--max-iter", type=int, default=None,
+                   help="train to this iteration instead of the preset's (the report says it was shortened)")
+    p.add_argument("--data", type=Path, default=paths.DATA, help="folder for the phantom and its cohort")
+    p.add_argument("--cohort", type=Path, default=None,
+                   help="an imported cohort folder to use instead of the preset's phantom")
+    _engine_and_device(p)
+    _force(p, "a run folder of another preset or schedule")
+
+
+def _run_reproduce(args: argparse.Namespace) -> None:
+    from .experiments.reproduce import reproduce
+
+    record = reproduce(args.preset, run_dir=args.run, max_iter=args.max_iter, engine=args.engine,
+                       device=args.device, data_dir=args.data, cohort_dir=args.cohort, force=args.force)
+    ours = record["ours"]["test_f1"]
+    print(f"test F-measure {'n/a' if ours is None else f'{ours:.4f}'} at iteration {record['ours']['iteration']:,} "
+          f"(paper: {record['paper']['test']['pixel']['f1']}); {len(record['deviations'])} deviations and the "
+          f"figures beside the paper's: {record['run']}/reproduction.md; Fig. 5: {record['figures']['fig5']}")
+
+
+def _add_claims(sub: "SubParsers") -> None:
+    p = _parser(sub, "claims", "each checkable finding of the paper as an experiment with a verdict: three "
+                               "trainings (lesion-free tiles bright / none / uniform), scores, a claims table")
+    p.add_argument("--preset", choices=("quick", "paper"), default="quick",
+                   help="the schedule, and without --cohort the phantom cohort and the reproduction run reused "
+                        "as the paper-protocol training (quick: about an hour on 2 CPU cores)")
+    p.add_argument("--cohort", type=Path, default=None,
+                   help="an imported cohort folder instead of the preset's phantom (claims that need the "
+                        "phantom's anatomy or exact masks are then 'not measurable here')")
+    p.add_argument("--out", type=Path, default=None, help="folder to write (default: runs/claims-PRESET)")
+    p.add_argument("--max-iter", type=int, default=None, help="train each run to this iteration instead")
+    p.add_argument("--data", type=Path, default=paths.DATA, help="folder for the phantom and its cohort")
+    _engine_and_device(p)
+    _force(p, "OUT/claims.json (the trainings under OUT/runs are kept and resumed)")
+
+
+def _run_claims(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from .experiments.claims import run_claims
+    from .experiments.reproduce import PRESETS, reproduce
+    from .experiments.runner import cohort_folder
+
+    preset = PRESETS[args.preset]
+    schedule = (preset.schedule if args.max_iter is None
+                else dataclasses.replace(preset.schedule, max_iter=args.max_iter))
+    out = args.out or Path("runs") / f"claims-{args.preset}"
+    main_run = None
+    if args.cohort is None:
+        # the paper-protocol training is the reproduction itself: made (or resumed, or reused) first
+        record = reproduce(args.preset, max_iter=args.max_iter, engine=args.engine, device=args.device,
+                           data_dir=args.data)
+        main_run = Path(record["run"])
+    cohort = args.cohort or cohort_folder(preset.phantom, args.data)
+    done = run_claims(cohort, out, schedule, main_run=main_run, engine=args.engine, device=args.device,
+                      force=args.force)
+    for claim in done["claims"]:
+        print(f"{claim['id']} ({claim['section']}): {claim['verdict']}: {claim['reason']}")
+    print(f"claims table: {done['out']}/claims.md, {done['out']}/claims.html")
+
+
 # ---------------------------------------------------------------------------
 
 COMMANDS: Dict[str, Tuple[Callable[["SubParsers"], None], Callable[[argparse.Namespace], None]]] = {
@@ -218,6 +305,8 @@ COMMANDS: Dict[str, Tuple[Callable[["SubParsers"], None], Callable[[argparse.Nam
     "train": (_add_train, _run_train),
     "score": (_add_score, _run_score),
     "segment": (_add_segment, _run_segment),
+    "reproduce": (_add_reproduce, _run_reproduce),
+    "claims": (_add_claims, _run_claims),
 }
 
 

@@ -90,7 +90,8 @@ def load_forward(engine: str, deploy: PathLike, snapshot: PathLike, device: str 
 
 def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Optional[PathLike] = None,
           engine: str = "torch", device: str = "cpu", out: Optional[PathLike] = None, force: bool = False,
-          all_snapshots: bool = False, probabilities_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+          all_snapshots: bool = False, probabilities_dir: Optional[PathLike] = None,
+          tiles: Optional[PathLike] = None) -> Dict[str, Any]:
     """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
     write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns.
 
@@ -100,7 +101,9 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
     all_snapshots: `snapshot` is a run folder; every snapshot in it is scored
     for the training curves (Fig. 5: curves.csv, curves.png), the latest one in full.
     probabilities_dir: a folder to write `<patient>.nii.gz` probability
-    volumes of every patient into (see `save_probabilities`)."""
+    volumes of every patient into (see `save_probabilities`).
+    tiles: the tile folder (or its train.txt) the net was trained on, for the
+    §4.3 tile threshold (default COHORT/tiles)."""
     run_snapshots = snapshots_by_iteration(snapshot) if all_snapshots else None
     snapshot = latest_snapshot(snapshot)
     deploy = find_deploy(snapshot, deploy)
@@ -120,7 +123,7 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
                    for n, path in progress(run_snapshots[:-1], desc="snapshots", unit="snapshot")]
         curve = TrainingCurve(loss, earlier)
     results = score_with_forward(forward, cohort_dir, out, force=force, about=about, curve=curve,
-                                 iteration=run_snapshots[-1][0] if run_snapshots else None)
+                                 iteration=run_snapshots[-1][0] if run_snapshots else None, tiles=tiles)
     if probabilities_dir is not None:
         save_probabilities(forward, cohort_dir, probabilities_dir, force=force)
     return results
@@ -128,7 +131,7 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
 
 def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, force: bool = False,
                        about: Optional[Dict[str, Any]] = None, curve: Optional[TrainingCurve] = None,
-                       iteration: Optional[int] = None) -> Dict[str, Any]:
+                       iteration: Optional[int] = None, tiles: Optional[PathLike] = None) -> Dict[str, Any]:
     """The whole evaluation with any `forward` (image_hw -> output_hw) in place of
     a loaded snapshot; writes `out` atomically and returns results.json's
     content (NaN as NaN, not null) plus "out", the folder written.
@@ -142,7 +145,7 @@ def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, fo
     with atomic_path(out) as tmp:
         tmp.mkdir()
         with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=tmp) as cache:
-            results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache))
+            results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache), tiles)
         results = {"snapshot": None, "engine": None, **(about or {}), **results}
         if curve is not None:
             assert iteration is not None, "a training curve needs this snapshot's iteration"
@@ -240,15 +243,15 @@ Views = Dict[str, Tuple[LesionSlice, float]]   # "best", "worst" -> (slice, its 
 Curves = Dict[str, Tuple[SweepCurve, float]]   # label -> (precision-recall curve, chosen threshold)
 
 
-def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any],
-              cache: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Views, Curves]:
+def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any], cache: Path,
+              tiles: Optional[PathLike] = None) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Views, Curves]:
     train = _training_pass(forward, cohort_dir, split["train"], cache)
     chosen = {"network": _best_threshold(train, "output_shw"), "baseline": _best_threshold(train, "image_shw")}
     thresholds = {name: choice.threshold for name, choice in chosen.items()}
 
     # §4.3: the threshold chosen on the training tiles did not suit full scans;
     # computed again here to show by how much.
-    tile_files = training_tile_files(cohort_dir)
+    tile_files = training_tile_files(cohort_dir, tiles)
     n_tiles = sum(count_tiles(path) for path in tile_files) if tile_files else None
     from_tiles = threshold_from_tiles(tile_files, forward, cache_dir=cache) if tile_files else None
     if from_tiles is not None:

@@ -73,12 +73,14 @@ def forward_volume(flair_shw: np.ndarray, forward: Forward) -> np.ndarray:
     return output_shw
 
 
-def training_tile_files(cohort_dir: PathLike) -> List[Path]:
+def training_tile_files(cohort_dir: PathLike, tiles: Optional[PathLike] = None) -> List[Path]:
     """The HDF5 tile files of the training set: those listed in
-    COHORT/tiles/train.txt (Caffe's HDF5Data source; a line is found as written,
-    else by its name in the tiles folder), or COHORT/tiles/train*.h5; [] if none."""
-    tiles = Path(cohort_dir) / "tiles"
-    listing = tiles / "train.txt"
+    TILES/train.txt (Caffe's HDF5Data source; a line is found as written,
+    else by its name in the tiles folder), or TILES/train*.h5; [] if none.
+    `tiles`: a tile folder or its list file (default COHORT/tiles)."""
+    tiles = Path(cohort_dir) / "tiles" if tiles is None else Path(tiles)
+    listing = tiles if tiles.is_file() else tiles / "train.txt"
+    tiles = listing.parent
     if not listing.is_file():
         return sorted(tiles.glob("train*.h5"))
     files = []

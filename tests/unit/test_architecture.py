@@ -1,6 +1,8 @@
 """The import rules of docs/ARCHITECTURE.md, checked on the source: stages
-import the library, never each other or the CLI; engines know nothing of
-evaluation; the modules pycaffe's Python runs never import torch."""
+import the library, never each other or the CLI; experiments (the layer
+above the stages) compose them, and no stage or library module imports an
+experiment; engines know nothing of evaluation; the modules pycaffe's Python
+runs never import torch."""
 
 import ast
 from pathlib import Path
@@ -48,11 +50,19 @@ def _stage_of(name: str):
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_nothing_imports_the_cli_and_no_stage_imports_another(path):
     own = _stage_of(_module_name(path))
-    is_cli = path == PACKAGE / "cli.py"  # the CLI registers every stage
+    composes = path == PACKAGE / "cli.py" or "experiments" in path.relative_to(PACKAGE).parts
     for name in _imports(path):
         assert name != "plaquenet.cli" and not name.startswith("plaquenet.cli."), f"{path} imports the CLI"
         other = _stage_of(name) if name.startswith("plaquenet.") else None
-        assert is_cli or other is None or other == own, f"{path} (stage {own}) imports the stage {other}"
+        assert composes or other is None or other == own, f"{path} (stage {own}) imports the stage {other}"
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_cli_imports_the_experiments(path):
+    if path == PACKAGE / "cli.py" or "experiments" in path.relative_to(PACKAGE).parts:
+        return
+    for name in _imports(path):
+        assert not name.startswith("plaquenet.experiments"), f"{path} imports {name}, the layer above it"
 
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "engines").rglob("*.py")), ids=lambda p: p.name)

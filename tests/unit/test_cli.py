@@ -155,3 +155,29 @@ def test_train_passes_the_signal_effects_to_the_stage(flags, effects, monkeypatc
     monkeypatch.setattr("plaquenet.train.train", lambda solver, **kwargs: seen.update(kwargs) or "done")
     assert main(["train", "--solver", str(tmp_path / "solver.prototxt")] + flags) == 0
     assert (seen["sigint_effect"], seen["sighup_effect"]) == effects
+
+
+# --- phantom --preset (#17) ---------------------------------------------------------
+
+@pytest.mark.parametrize("flags, size", [
+    ([], (10, 20)),
+    (["--preset", "quick"], (12, 33)),
+    (["--preset", "paper"], (96, 33)),
+    (["--preset", "paper", "--patients", "3"], (3, 33)),
+    (["--preset", "quick", "--slices", "5", "--patients", "2"], (2, 5)),
+])
+def test_phantom_presets_give_the_table_and_explicit_sizes_win(flags, size, monkeypatch, tmp_path, capsys):
+    from plaquenet.phantom import PRESETS
+    seen = {}
+    monkeypatch.setattr("plaquenet.phantom.write_phantom", lambda out, **kwargs: seen.update(kwargs))
+    assert main(["phantom", str(tmp_path / "out")] + flags) == 0
+    assert (seen["n_patients"], seen["n_slices"]) == size
+    if not flags[2:]:
+        assert size == PRESETS[flags[1] if flags else "demo"]
+    assert f"{size[0]} patients x {size[1]} slices" in capsys.readouterr().out
+
+
+def test_an_unknown_preset_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["phantom", "out", "--preset", "huge"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err

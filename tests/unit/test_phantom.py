@@ -294,7 +294,7 @@ def test_truth_files_lie_on_the_nifti_flair_grid(cohort, scans):
             assert np.array_equal(np.asarray(image.dataobj), phantom.to_nifti_order(volume))
 
 
-@pytest.mark.parametrize("name, patients, slices", [("demo", 10, 20), ("quick", 24, 33), ("paper", 96, 33)])
+@pytest.mark.parametrize("name, patients, slices", [("demo", 10, 20), ("quick", 12, 33), ("paper", 96, 33)])
 def test_presets_are_the_table(name, patients, slices):
     assert phantom.PRESETS[name] == (patients, slices)
 

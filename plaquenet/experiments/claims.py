@@ -1,0 +1,264 @@
+"""`plaquenet claims`: each checkable finding of the paper as an experiment
+with a verdict (the rules: `verdicts.py`).
+
+Three trainings on one schedule, differing only in their lesion-free tiles
+(§4.1; the C3 experiment):
+
+    bright    one third lesion-free, bright high-contrast windows preferred
+              (the paper's protocol; for a preset, the `plaquenet reproduce`
+              run itself, reused when it is there)
+    none      no lesion-free tiles
+    uniform   one third lesion-free, drawn uniformly
+
+Each is scored as the paper scores (`score`: threshold on the training scans),
+the `bright` one at every snapshot (Fig. 5, C4). Then one more pass over the
+test scans per net (`evaluate.observe`) measures what the paper's own
+metrics do not show: F against threshold (C2), false alarms per anatomical
+region (C3, C5), lesion-wise against pixel-wise scores with polygons and
+exact masks (C6). Everything a step writes is reused by the next run: the
+cohort, the tiles, the trainings (resumed), the scores and the observations
+(OUT/observations/<run>.json, made again only for a newer snapshot).
+
+Writes OUT/claims.json, OUT/claims.md (the table), OUT/claims.html and its
+figures. A cohort without region maps or exact masks (real scans) gives
+"not measurable here" for what needs them, with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .. import __version__
+from ..atomic import atomic_path, refuse_existing
+from ..cohort import cohort_name, read_split
+from ..engines.snapshots import find_deploy, latest_snapshot
+from ..evaluate.curves import read_training_loss
+from ..evaluate.observe import observe
+from ..report.claims import claims_markdown, regions_figure, threshold_range_figure, write_claims_report
+from ..report.figures import save_png
+from ..score import _json_safe, load_forward, score
+from ..typing import PathLike
+from . import verdicts
+from .runner import Schedule, TileSpec, ensure_tiles, iterations_left, prepare_run, score_run, train_or_resume
+
+VARIANTS: Dict[str, TileSpec] = {
+    "bright": TileSpec(),
+    "none": TileSpec(negative_share=0.0),
+    "uniform": TileSpec(negative_preference=0.0),
+}
+LABELS = {"bright": "1/3 lesion-free, bright preferred (paper)", "none": "no lesion-free tiles",
+          "uniform": "1/3 lesion-free, uniform"}
+SYNTHETIC_CAVEAT = ("A synthetic cohort can support or contradict the paper's mechanisms (where false alarms "
+                    "fall, what the lesion-free tiles and the threshold choice do) but not its 55 % figure, which "
+                    "belongs to its 96 patients' scans and outlines.")
+
+
+@dataclasses.dataclass
+class ClaimsPlan:
+    """What `run_claims` will do, for the estimate printed before it starts."""
+
+    cohort_dir: Path
+    runs: Dict[str, Path]  # variant -> run folder
+    schedule: Schedule
+    iterations_left: Dict[str, int]
+
+    def __str__(self) -> str:
+        todo = {k: n for k, n in self.iterations_left.items() if n}
+        if not todo:
+            return "claims: every training is done; scoring and measuring only"
+        return ("claims: " + ", ".join(f"{k} {n} iterations" for k, n in todo.items())
+                + f" of training left ({sum(todo.values())} in all)")
+
+
+def plan_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule,
+                main_run: Optional[PathLike] = None) -> ClaimsPlan:
+    """The run folders: the `bright` one is `main_run` when given (the
+    reproduction's), else OUT/runs/bright; the others OUT/runs/<variant>."""
+    out = Path(out)
+    runs = {name: out / "runs" / name for name in VARIANTS}
+    if main_run is not None:
+        runs["bright"] = Path(main_run)
+    max_iter = schedule.max_iter or schedule.read().max_iter
+    left = {}
+    for name, run in runs.items():
+        at = iterations_left(run)[0] if (run / "solver.prototxt").is_file() else 0
+        left[name] = max(max_iter - at, 0)
+    return ClaimsPlan(Path(cohort_dir), runs, schedule, left)
+
+
+def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run: Optional[PathLike] = None,
+               engine: str = "torch", device: str = "cpu", force: bool = False,
+               seconds_per_iteration: Optional[float] = None,
+               say: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Train (or resume) the three runs, score them, measure, judge, write OUT.
+
+    OUT is written atomically except OUT/runs and OUT/observations, which
+    persist between calls (they are what a rerun reuses); an OUT with a
+    claims.json is refused unless `force` (only the table is replaced).
+    `seconds_per_iteration`: for the estimate printed first (default: from
+    the runs' train.log when one has trained)."""
+    out = Path(out)
+    refuse_existing(out / "claims.json", force)
+    plan = plan_claims(cohort_dir, out, schedule, main_run)
+    seconds_per_iteration = seconds_per_iteration or measured_seconds_per_iteration(list(plan.runs.values()))
+    say(str(plan) + (_eta(plan, seconds_per_iteration) if seconds_per_iteration
+                     else "; the estimate follows the first iterations of each training"))
+
+    results: Dict[str, Dict[str, Any]] = {}
+    observations: Dict[str, Optional[Dict[str, Any]]] = {}
+    for name, run in plan.runs.items():
+        tiles_dir = ensure_tiles(cohort_dir, VARIANTS[name])
+        prepare_run(run, schedule, tiles_dir, force=force and name != "bright")
+        train_or_resume(run, engine=engine, device=device, on_estimate=_prefixed(say, f"claims, {name} run: "))
+        if name == "bright":
+            results[name] = score_run(run, cohort_dir, engine=engine, device=device)
+        else:
+            results[name] = _score_latest(run, cohort_dir, tiles_dir, engine, device)
+        observations[name] = _observations(out / "observations" / f"{name}.json", run, cohort_dir, results[name],
+                                           engine, device)
+
+    claims = judge(results, observations, plan, read_training_loss(plan.runs["bright"]))
+    about = {
+        "cohort": cohort_name(cohort_dir), "cohort_dir": str(cohort_dir),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "plaquenet": __version__, "engine": engine, "device": device,
+        "schedule": f"{schedule.solver}" + ("; " + "; ".join(schedule.deviations()) if schedule.deviations() else ""),
+        "runs": {k: str(v) for k, v in plan.runs.items()},
+        "caveat": SYNTHETIC_CAVEAT,
+    }
+    _write(out, claims, about, results, observations)
+    return {"claims": claims, "about": about, "out": str(out)}
+
+
+def judge(results: Dict[str, Dict[str, Any]], observations: Dict[str, Optional[Dict[str, Any]]], plan: ClaimsPlan,
+          loss: Any) -> List[Dict[str, Any]]:
+    """Every claim's verdict from the measured numbers (`verdicts`)."""
+    main, main_obs = results["bright"], observations["bright"]
+    assert main_obs is not None
+    max_iter = plan.schedule.max_iter or plan.schedule.read().max_iter
+    paper_max_iter = Schedule().read().max_iter
+    found = [
+        verdicts.c1_threshold_source(main),
+        verdicts.c2_raw_intensity(main, main_obs),
+        verdicts.c3_bright_negatives(observations, {k: r["test"]["pixel"]["f1"] for k, r in results.items()}),
+        verdicts.c4_overtraining(main.get("training_curve", []), loss.iteration if loss else None,
+                                 loss.loss if loss else None, max_iter, paper_max_iter),
+        verdicts.c5_false_alarm_regions(main_obs),
+        verdicts.c6_lesion_vs_pixel(main_obs),
+        *verdicts.pending_remedies(),
+    ]
+    return [_json_safe(dataclasses.asdict(c)) for c in found]
+
+
+ITERATION_LINE = re.compile(r"Iteration \d+ \(([0-9.eE+-]+) iter/s")
+
+
+def measured_seconds_per_iteration(runs: Sequence[PathLike]) -> Optional[float]:
+    """Seconds per iteration from the last timed `Iteration N (X iter/s, ...)`
+    line of the first run's train.log that has one (Caffe's line format, both
+    engines write it); None when no run has trained yet."""
+    for run in runs:
+        try:
+            rates = ITERATION_LINE.findall((Path(run) / "train.log").read_text())
+        except OSError:
+            continue
+        rates = [float(r) for r in rates if float(r) > 0]
+        if rates:
+            return 1.0 / rates[-1]
+    return None
+
+
+def _prefixed(say: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    return lambda line: say(prefix + line)
+
+
+def _eta(plan: ClaimsPlan, seconds_per_iteration: float) -> str:
+    seconds = sum(plan.iterations_left.values()) * seconds_per_iteration
+    return f"; about {seconds / 60:.0f} min of training at {seconds_per_iteration:.2f} s per iteration, plus scoring"
+
+
+def _score_latest(run: Path, cohort_dir: PathLike, tiles_dir: Path, engine: str, device: str) -> Dict[str, Any]:
+    """The latest snapshot scored into RUN/score (no curves: C3 compares end points);
+    reused when its results.json is of that snapshot."""
+    latest = latest_snapshot(run)
+    try:
+        done = json.loads((run / "score" / "results.json").read_text())
+        if Path(done.get("snapshot", "")).resolve() == latest.resolve():
+            return done
+    except (OSError, ValueError):
+        pass
+    return score(latest, cohort_dir=cohort_dir, engine=engine, device=device, out=run / "score", force=True,
+                 tiles=tiles_dir)
+
+
+def _observations(path: Path, run: Path, cohort_dir: PathLike, results: Dict[str, Any], engine: str,
+                  device: str) -> Dict[str, Any]:
+    """`evaluate.observe` of the run's latest snapshot at its scored thresholds,
+    cached in `path` (made again for another snapshot, threshold or cohort)."""
+    snapshot = latest_snapshot(run)
+    key = {"snapshot": str(snapshot.resolve()), "size": snapshot.stat().st_size,
+           "mtime_ns": snapshot.stat().st_mtime_ns, "threshold": results["threshold"],
+           "raw_threshold": results["baseline"]["raw_intensity"]["threshold"], "cohort_dir": str(cohort_dir)}
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return dict(cached["observations"])
+    except (OSError, ValueError):
+        pass
+    forward = load_forward(engine, find_deploy(snapshot, None), snapshot, device)
+    found = observe(forward, cohort_dir, read_split(cohort_dir)["test"], key["threshold"], key["raw_threshold"])
+    record = _json_safe(found.as_dict())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"key": key, "observations": record}) + "\n")
+    return dict(record)
+
+
+def _write(out: Path, claims: List[Dict[str, Any]], about: Dict[str, Any], results: Dict[str, Dict[str, Any]],
+           observations: Dict[str, Optional[Dict[str, Any]]]) -> None:
+    """claims.json, claims.md, claims.html and the figures, each replaced whole."""
+    out.mkdir(parents=True, exist_ok=True)
+    figures: List[Tuple[str, Path]] = []
+    main_obs = observations["bright"]
+    if main_obs is not None:
+        figures.append((_caption_c2, _save(threshold_range_figure(main_obs), out / "c2_thresholds.png")))
+    regions = regions_figure(observations, LABELS)
+    if regions is not None:
+        figures.append((_caption_regions, _save(regions, out / "c3_c5_regions.png")))
+    curves = Path(results["bright"].get("out", "")) / "curves.png"
+    if curves.is_file():
+        figures.append(("C4, paper Fig. 5: training loss (top) and test F-measure of each snapshot (bottom) of the "
+                        "paper-protocol run.", curves))
+    document = {"about": about, "claims": claims,
+                "runs": {k: {"snapshot": r.get("snapshot"), "threshold": r.get("threshold"),
+                             "test_f1": r["test"]["pixel"]["f1"]} for k, r in results.items()}}
+    _replace(out / "claims.json", json.dumps(_json_safe(document), indent=2) + "\n")
+    _replace(out / "claims.md", claims_markdown(claims, about))
+    with atomic_path(out / "claims.html") as tmp:
+        write_claims_report(tmp, claims, about, figures)
+
+
+_caption_c2 = ("C2, paper §5 and Fig. 9: pixel F-measure on the test scans against the threshold, for the network "
+               "output and for the normalised intensity itself; shaded where F keeps 90 % of its best, dashed at the "
+               "threshold chosen on the training scans.")
+_caption_regions = ("C3 and C5: false-positive pixels on the test scans per anatomical region of the phantom, for "
+                    "each choice of lesion-free tiles, each net at its own training-scan threshold (log scale).")
+
+
+def _save(figure: Any, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        save_png(figure, tmp)
+    return path
+
+
+def _replace(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+__all__ = ["VARIANTS", "ClaimsPlan", "plan_claims", "run_claims", "judge"]

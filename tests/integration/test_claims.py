@@ -1,0 +1,81 @@
+"""`plaquenet claims` on a tiny phantom cohort with its truth (issue #17): three
+real trainings of a few iterations, the verdicts, and what a rerun reuses.
+
+The nets are barely trained, so the verdicts themselves mean nothing here;
+what is checked is that each follows from the numbers written beside it, and
+that the measurements agree with `score`'s own counts."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from plaquenet.cli import main
+from plaquenet.errors import InputError
+from plaquenet.experiments import verdicts
+from plaquenet.experiments.claims import run_claims
+from plaquenet.experiments.runner import Schedule
+
+REPO = Path(__file__).resolve().parents[2]
+VERDICTS = {verdicts.HOLDS, verdicts.FAILS, verdicts.UNMEASURABLE}
+
+
+@pytest.fixture
+def truth_cohort(tmp_path, monkeypatch):
+    """data/it: 3 phantom patients x 6 slices imported with their region maps and exact masks;
+    the repository's prototxt/ linked in (the paper's solver names its net relative to the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prototxt").symlink_to(REPO / "prototxt", target_is_directory=True)
+    assert main(["phantom", "phantom", "--patients", "3", "--slices", "6", "--seed", "1"]) == 0
+    assert main(["import", "phantom/dicom", "--cohort", "data/it", "--truth", "phantom/truth"]) == 0
+    return Path("data/it")
+
+
+def test_claims_on_a_tiny_phantom(truth_cohort):
+    schedule = Schedule(max_iter=3, snapshot=1)   # three snapshots: the least C4 can judge
+    done = run_claims(truth_cohort, Path("runs/claims"), schedule)
+    claims = {c["id"]: c for c in done["claims"]}
+    assert list(claims) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
+    assert all(c["verdict"] in VERDICTS and c["reason"] for c in claims.values())
+
+    # Each verdict follows from the numbers written beside it.
+    n = claims["C1"]["numbers"]
+    assert (claims["C1"]["verdict"] == verdicts.HOLDS) == (n["test_f1_scans"] > n["test_f1_tiles"])
+    n = claims["C2"]["numbers"]
+    assert (claims["C2"]["verdict"] == verdicts.HOLDS) == (
+        n["test_f1_network"] > n["test_f1_raw"] and n["range_network"]["measure"] > n["range_raw"]["measure"])
+    n = claims["C3"]["numbers"]["fp_pixels_outside_brain"]
+    assert set(n) == {"bright", "none", "uniform"}
+    assert (claims["C3"]["verdict"] == verdicts.HOLDS) == (n["bright"] <= (1 - verdicts.MARGIN) * n["none"])
+    assert claims["C4"]["numbers"]["iterations"] == [1, 2, 3]
+    c5 = claims["C5"]
+    if c5["numbers"]["fp_pixels_outside_brain"]:
+        assert (c5["verdict"] == verdicts.HOLDS) == (c5["numbers"]["share_in_paper_regions"] >= verdicts.DOMINANT)
+    else:
+        assert c5["verdict"] == verdicts.UNMEASURABLE
+    assert {"polygons", "exact"} <= set(claims["C6"]["numbers"])
+
+    # The measurements agree with score's counts of the same net on the same test scans.
+    results = json.loads(Path("runs/claims/runs/bright/score/results.json").read_text())
+    observed = json.loads(Path("runs/claims/observations/bright.json").read_text())["observations"]
+    assert {k: observed["pixel"]["polygons"][k] for k in ("tp", "fp", "fn")} == {
+        k: results["test"]["pixel"][k] for k in ("tp", "fp", "fn")}
+    assert sum(r["fp_pixels"] for r in observed["regions"].values()) == results["test"]["pixel"]["fp"]
+    assert observed["lesion"]["polygons"]["msseg2016"]["f1"] == pytest.approx(
+        results["test"]["lesion"]["msseg2016"]["f1"], nan_ok=True)
+
+    written = json.loads(Path("runs/claims/claims.json").read_text())
+    assert [c["id"] for c in written["claims"]] == list(claims)
+    assert "| C1 (§4.3) |" in Path("runs/claims/claims.md").read_text()
+    assert "data:image/png;base64," in Path("runs/claims/claims.html").read_text()
+
+    # A rerun reuses the trainings, the scores and the observations; without --force it refuses.
+    with pytest.raises(InputError, match="already exists"):
+        run_claims(truth_cohort, Path("runs/claims"), schedule)
+    kept = {p: p.stat().st_mtime_ns for p in Path("runs/claims").glob("runs/*/plaquenet_iter_3.caffemodel")}
+    kept.update({p: p.stat().st_mtime_ns for p in Path("runs/claims/observations").iterdir()})
+    kept.update({p: p.stat().st_mtime_ns for p in Path("runs/claims").glob("runs/*/score/results.json")})
+    assert len(kept) == 9
+    again = run_claims(truth_cohort, Path("runs/claims"), schedule, force=True)
+    assert [c["verdict"] for c in again["claims"]] == [c["verdict"] for c in done["claims"]]
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept

@@ -1,0 +1,132 @@
+"""Each claim's verdict follows from its numbers: made-up numbers on both
+sides of every rule (experiments/verdicts.py)."""
+
+import math
+
+import pytest
+
+from plaquenet.experiments.verdicts import (FAILS, HOLDS, MARGIN, UNMEASURABLE, c1_threshold_source, c2_raw_intensity,
+                                            c3_bright_negatives, c4_overtraining, c5_false_alarm_regions,
+                                            c6_lesion_vs_pixel, pending_remedies)
+
+
+def results(f_scan=0.5, f_tiles=0.3, f_raw=0.1):
+    return {"threshold": 0.9, "threshold_from_tiles": 0.3,
+            "test": {"pixel": {"f1": f_scan}, "pixel_from_tiles_threshold": {"f1": f_tiles}},
+            "baseline": {"raw_intensity": {"test": {"pixel": {"f1": f_raw}}}}}
+
+
+def ranges(net, raw):
+    return {"ranges": {"network": {"measure": net}, "raw": {"measure": raw}}}
+
+
+def regions(fp):
+    """{region: fp pixels} -> observations' region record (area 100 each, components = pixels // 10)."""
+    return {"regions": {k: {"fp_pixels": v, "false_components": v // 10, "area_pixels": 100} for k, v in fp.items()}}
+
+
+@pytest.mark.parametrize("f_scan, f_tiles, verdict", [(0.5, 0.3, HOLDS), (0.3, 0.5, FAILS), (0.4, 0.4, FAILS)])
+def test_c1_compares_the_two_thresholds_on_test(f_scan, f_tiles, verdict):
+    assert c1_threshold_source(results(f_scan, f_tiles)).verdict == verdict
+
+
+def test_c1_without_tiles_is_not_measurable():
+    r = results()
+    r["test"]["pixel_from_tiles_threshold"] = {"f1": None}
+    claim = c1_threshold_source(r)
+    assert claim.verdict == UNMEASURABLE and "tiles" in claim.reason
+
+
+@pytest.mark.parametrize("f_raw, net_width, raw_width, verdict", [
+    (0.1, 0.5, 0.1, HOLDS),     # better and wider
+    (0.6, 0.5, 0.1, FAILS),     # wider but not better
+    (0.1, 0.1, 0.5, FAILS),     # better but not wider
+])
+def test_c2_needs_better_and_wider(f_raw, net_width, raw_width, verdict):
+    assert c2_raw_intensity(results(f_raw=f_raw), ranges(net_width, raw_width)).verdict == verdict
+
+
+def test_c3_reduction_must_reach_the_margin():
+    none = regions({"calvaria": 1000, "orbit": 0, "brain": 50})
+    just_enough = regions({"calvaria": int(1000 * (1 - MARGIN)), "brain": 999})  # brain pixels do not count
+    not_enough = regions({"calvaria": int(1000 * (1 - MARGIN)) + 1, "brain": 0})
+    f1 = {"bright": 0.4, "none": 0.3}
+    assert c3_bright_negatives({"bright": just_enough, "none": none}, f1).verdict == HOLDS
+    assert c3_bright_negatives({"bright": not_enough, "none": none}, f1).verdict == FAILS
+
+
+def test_c3_reports_bright_against_uniform_separately():
+    claim = c3_bright_negatives({"bright": regions({"orbit": 100}), "none": regions({"orbit": 1000}),
+                                 "uniform": regions({"orbit": 105})}, {})
+    assert claim.verdict == HOLDS and claim.numbers["bright_beats_uniform"] is False
+    assert "does not add" in claim.reason
+
+
+def test_c3_without_regions_or_runs_is_not_measurable():
+    assert c3_bright_negatives({"bright": {"regions": None}, "none": {"regions": None}}, {}).verdict == UNMEASURABLE
+    claim = c3_bright_negatives({"bright": regions({"orbit": 1}), "none": None}, {})
+    assert claim.verdict == UNMEASURABLE and "none" in claim.reason
+
+
+def curve(f1s, step=100):
+    return [{"iteration": step * (k + 1), "test_f1": f} for k, f in enumerate(f1s)]
+
+
+def test_c4_rise_then_fall_with_falling_loss_holds():
+    claim = c4_overtraining(curve([0.2, 0.5, 0.4]), [0, 100, 200, 300], [9.0, 5.0, 4.0, 3.0], 300, 75000)
+    assert claim.verdict == HOLDS and claim.numbers["best_iteration"] == 200
+
+
+def test_c4_fall_within_noise_or_rising_loss_does_not_hold():
+    small = c4_overtraining(curve([0.2, 0.5, 0.495]), [0, 300], [9.0, 3.0], 75000, 75000)
+    assert small.verdict == FAILS and "no fall" in small.reason
+    loss_rose = c4_overtraining(curve([0.2, 0.5, 0.3]), [0, 200, 300], [9.0, 3.0, 4.0], 75000, 75000)
+    assert loss_rose.verdict == FAILS and "loss did not keep falling" in loss_rose.reason
+
+
+def test_c4_still_rising_on_a_shortened_schedule_is_not_measurable():
+    claim = c4_overtraining(curve([0.1, 0.2, 0.3]), [0, 300], [9.0, 3.0], 300, 75000)
+    assert claim.verdict == UNMEASURABLE and "shortened" in claim.reason
+    full = c4_overtraining(curve([0.1, 0.2, 0.3]), [0, 300], [9.0, 3.0], 75000, 75000)
+    assert full.verdict == FAILS
+
+
+def test_c4_needs_three_snapshots():
+    assert c4_overtraining(curve([0.1, 0.2]), None, None, 200, 75000).verdict == UNMEASURABLE
+
+
+def test_c5_share_of_the_papers_regions_outside_the_brain():
+    holds = c5_false_alarm_regions(regions({"orbit": 30, "temporal_bone": 10, "calvaria": 10, "scalp": 50,
+                                            "brain": 10_000}))
+    assert holds.verdict == HOLDS and holds.numbers["share_in_paper_regions"] == 0.5
+    fails = c5_false_alarm_regions(regions({"orbit": 30, "sinus": 31}))
+    assert fails.verdict == FAILS
+    none_outside = c5_false_alarm_regions(regions({"brain": 10}))
+    assert none_outside.verdict == UNMEASURABLE
+    assert c5_false_alarm_regions({"regions": None}).verdict == UNMEASURABLE
+
+
+def observations(pixel_poly, lesion_poly, pixel_exact=None, lesion_exact=None):
+    obs = {"pixel": {"polygons": {"f1": pixel_poly}}, "lesion": {"polygons": {"msseg2016": {"f1": lesion_poly}}}}
+    if pixel_exact is not None:
+        obs["pixel"]["exact"] = {"f1": pixel_exact}
+        obs["lesion"]["exact"] = {"msseg2016": {"f1": lesion_exact}}
+    return obs
+
+
+def test_c6_lesion_above_pixel_and_the_gap_with_exact_masks():
+    claim = c6_lesion_vs_pixel(observations(0.4, 0.7, 0.6, 0.7))
+    assert claim.verdict == HOLDS and claim.numbers["gap_larger_with_polygons"] is True
+    reverse = c6_lesion_vs_pixel(observations(0.4, 0.7, 0.2, 0.7))
+    assert reverse.verdict == HOLDS and reverse.numbers["gap_larger_with_polygons"] is False
+    assert c6_lesion_vs_pixel(observations(0.5, 0.4)).verdict == FAILS
+    assert "not known" in c6_lesion_vs_pixel(observations(0.5, 0.6)).reason
+
+
+def test_c6_without_lesion_scores_is_not_measurable():
+    assert c6_lesion_vs_pixel(observations(0.0, math.nan)).verdict == UNMEASURABLE
+
+
+def test_the_remedies_are_listed_not_dropped():
+    assert [c.id for c in pending_remedies()] == ["C7", "C8"]
+    assert all(c.verdict == UNMEASURABLE and c.reason for c in pending_remedies())
