@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from . import paths
 from .atomic import refuse_existing
-from .engines import ENGINES
+from .engines import ENGINES, EXPORT_FORMATS
 from .engines.signals import EFFECTS, SIGHUP_EFFECT, SIGINT_EFFECT
 from .errors import InputError
 
@@ -225,6 +225,29 @@ def _run_segment(args: argparse.Namespace) -> None:
                   min_lesion_mm3=args.min_lesion_mm3, engine=args.engine, device=args.device, force=args.force))
 
 
+# --- export ----------------------------------------------------------------
+
+def _add_export(sub: "SubParsers") -> None:
+    p = _parser(sub, "export", "a trained net as one ONNX or TorchScript file that runs without plaquenet "
+                               "(any slice size; the normalisation and threshold in its metadata)")
+    p.add_argument("--snapshot", type=Path, required=True,
+                   help="a .caffemodel, or a run folder (its latest snapshot)")
+    p.add_argument("--format", choices=EXPORT_FORMATS, required=True,
+                   help="onnx: opset 17, for onnxruntime and the like; torchscript: for torch.jit.load")
+    p.add_argument("--out", type=Path, required=True, help="the file to write")
+    p.add_argument("--deploy", type=Path, default=None,
+                   help=f"deploy prototxt (default: the run folder's copy, else {paths.DEPLOY})")
+    _force(p, "OUT")
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from .export import export
+
+    done = export(args.snapshot, args.format, args.out, deploy=args.deploy, force=args.force)
+    threshold = f"threshold {done['threshold']:.6g}" if "threshold" in done else "no threshold"
+    print(f"{done['out']}: {args.format} of {done['deploy']} with {done['snapshot']} ({threshold})")
+
+
 # --- reproduce -------------------------------------------------------------
 
 def _add_reproduce(sub: "SubParsers") -> None:
@@ -305,6 +328,7 @@ COMMANDS: Dict[str, Tuple[Callable[["SubParsers"], None], Callable[[argparse.Nam
     "train": (_add_train, _run_train),
     "score": (_add_score, _run_score),
     "segment": (_add_segment, _run_segment),
+    "export": (_add_export, _run_export),
     "reproduce": (_add_reproduce, _run_reproduce),
     "claims": (_add_claims, _run_claims),
 }

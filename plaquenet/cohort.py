@@ -254,7 +254,7 @@ def normalise_intensity(flair_shw: np.ndarray) -> np.ndarray:
 
     The paper does not say how it scaled intensities; its Fig. 9 thresholds the
     raw image at 50/45/40 %, so some [0, 1] scaling is implied. Our choice: divide
-    by the 99.9th percentile of the non-zero voxels of the whole volume (robust to
+    by the 99.9th percentile of the positive voxels of the whole volume (robust to
     a few hot voxels, independent of how much air the field of view holds) and
     clip to [0, 1]. Per volume, not per slice, so that a slice with only skull
     is not stretched to look like brain.

@@ -18,7 +18,7 @@ one that this engine cannot use here, in one line.
 """
 
 import re
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Dict, Optional, Protocol
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from ..typing import PathLike
 from .run import TrainResult
 
 ENGINES = ("torch", "caffe")
+EXPORT_FORMATS = ("onnx", "torchscript")   # export_deploy's formats
 Forward = Callable[[np.ndarray], np.ndarray]   # one slice float32 (H, W) -> network output (H, W)
 
 
@@ -67,6 +68,19 @@ def get_engine(name: str) -> Engine:
         from .caffe import CaffeEngine
         return CaffeEngine()
     raise InputError("--engine", f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")
+
+
+def export_deploy(deploy: PathLike, snapshot: PathLike, fmt: str, out: PathLike, metadata: Dict[str, Any]) -> None:
+    """The deploy net with the snapshot's weights written to `out` as `fmt`
+    ("onnx" or "torchscript", EXPORT_FORMATS), any batch, height and width,
+    `metadata` (JSON values) stored in the file (engines/torch/export.py).
+    Traced by the torch engine; InputError (one line) when torch is missing."""
+    try:
+        from .torch.export import export_deploy as export
+    except ImportError as e:
+        raise InputError("--format", f"exporting needs torch, which cannot be imported ({e}): "
+                                     f"`pip install torch==2.13.0` (Python >= 3.10)") from None
+    export(deploy, snapshot, fmt, out, metadata)
 
 
 def parse_device(device: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "plaquenet"
-STAGES = {"phantom", "ingest", "tiles", "train", "score", "segment"}
+STAGES = {"phantom", "ingest", "tiles", "train", "score", "segment", "export"}
 TORCH_FREE = ("engines/caffe.py", "engines/__init__.py", "engines/run.py", "engines/signals.py", "engines/snapshots.py",
               "score.py", "cohort.py", "tiles.py", "ingest.py", "paths.py")
 
