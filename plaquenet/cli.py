@@ -253,18 +253,23 @@ def _run_export(args: argparse.Namespace) -> None:
 def _add_reproduce(sub: "SubParsers") -> None:
     p = _parser(sub, "reproduce", "the paper's experiment end to end: cohort, tiles, the paper's solver (resumable), "
                                   "score --all-snapshots (Fig. 5), the deviations beside the paper's figures")
-    p.add_argument("--preset", choices=("quick", "paper"), default="paper",
-                   help="paper: the paper's solver unchanged on the 96-patient phantom (days on 2 CPU cores); "
-                        "quick: the same path shortened, on a smaller phantom (about 20 min)")
+    _experiment_options(p, "paper", "paper: the paper's solver unchanged on the 96-patient phantom (days on 2 CPU "
+                                    "cores); quick: the same path shortened, on a smaller phantom (about 20 min)",
+                        "an imported cohort folder to use instead of the preset's phantom",
+                        "train to this iteration instead of the preset's (the report says it was shortened)")
     p.add_argument("--run", type=Path, default=None,
                    help="run folder (default: runs/reproduce, runs/reproduce-quick); a rerun resumes it")
-    p.add_argument("--max-iter", type=int, default=None,
-                   help="train to this iteration instead of the preset's (the report says it was shortened)")
-    p.add_argument("--data", type=Path, default=paths.DATA, help="folder for the phantom and its cohort")
-    p.add_argument("--cohort", type=Path, default=None,
-                   help="an imported cohort folder to use instead of the preset's phantom")
-    _engine_and_device(p)
     _force(p, "a run folder of another preset or schedule")
+
+
+def _experiment_options(p: argparse.ArgumentParser, preset: str, preset_help: str, cohort_help: str,
+                        max_iter_help: str) -> None:
+    """What `reproduce` and `claims` share: the preset, its cohort or another, the schedule, engine and device."""
+    p.add_argument("--preset", choices=("quick", "paper"), default=preset, help=preset_help)
+    p.add_argument("--cohort", type=Path, default=None, help=cohort_help)
+    p.add_argument("--max-iter", type=int, default=None, help=max_iter_help)
+    p.add_argument("--data", type=Path, default=paths.DATA, help="folder for the phantom and its cohort")
+    _engine_and_device(p)
 
 
 def _run_reproduce(args: argparse.Namespace) -> None:
@@ -281,16 +286,12 @@ def _run_reproduce(args: argparse.Namespace) -> None:
 def _add_claims(sub: "SubParsers") -> None:
     p = _parser(sub, "claims", "each checkable finding of the paper as an experiment with a verdict: three "
                                "trainings (lesion-free tiles bright / none / uniform), scores, a claims table")
-    p.add_argument("--preset", choices=("quick", "paper"), default="quick",
-                   help="the schedule, and without --cohort the phantom cohort and the reproduction run reused "
-                        "as the paper-protocol training (quick: about an hour on 2 CPU cores)")
-    p.add_argument("--cohort", type=Path, default=None,
-                   help="an imported cohort folder instead of the preset's phantom (claims that need the "
-                        "phantom's anatomy or exact masks are then 'not measurable here')")
+    _experiment_options(p, "quick", "the schedule, and without --cohort the phantom cohort and the reproduction "
+                                    "run reused as the paper-protocol training (quick: about an hour on 2 CPU cores)",
+                        "an imported cohort folder instead of the preset's phantom (claims that need the phantom's "
+                        "anatomy or exact masks are then 'not measurable here')",
+                        "train each run to this iteration instead")
     p.add_argument("--out", type=Path, default=None, help="folder to write (default: runs/claims-PRESET)")
-    p.add_argument("--max-iter", type=int, default=None, help="train each run to this iteration instead")
-    p.add_argument("--data", type=Path, default=paths.DATA, help="folder for the phantom and its cohort")
-    _engine_and_device(p)
     _force(p, "OUT/claims.json (the trainings under OUT/runs are kept and resumed)")
 
 

@@ -6,7 +6,6 @@ output as the engine within 1e-5, and the threshold of results.json in the
 file's metadata (issue #16, "Trained nets out")."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 import tiny_nets
+from onnx_runtime import onnxruntime
 from plaquenet.caffe.snapshot import write_caffemodel
 from plaquenet.cli import main
 from plaquenet.cohort import normalise_intensity
@@ -25,18 +25,6 @@ from plaquenet.phantom import phantom_patient
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5   # the issue's: max |exported - engine| on probabilities in [0, 1]
 THRESHOLD = 0.4375
-
-
-def onnxruntime():
-    """The onnxruntime module; a skip where it is missing, a failure under CI=true (CI must run these)."""
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"onnxruntime is missing ({e}); CI=true, where the export tests must run "
-                        f"(pip install -e '.[test]')")
-        pytest.skip(f"onnxruntime is missing ({e}): pip install -e '.[test]'")
-    return ort
 
 
 @pytest.fixture(scope="module")

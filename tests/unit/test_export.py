@@ -4,7 +4,6 @@ and the normalisation, loads without plaquenet; bad input is one line, exit 2,
 and no file (issue #16, "Trained nets out")."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 import tiny_nets
+from onnx_runtime import onnxruntime
 from plaquenet import cli
 from plaquenet.caffe.snapshot import write_caffemodel
 from plaquenet.cohort import normalise_intensity
@@ -22,18 +22,6 @@ from plaquenet.engines.torch.export import ONNX_IR_VERSION, ONNX_OPSET, TORCHSCR
 from plaquenet.export import NORMALISATION, export, export_metadata
 
 SIZES = [(50, 50), (7, 13), (1, 1)]
-
-
-def onnxruntime():
-    """The onnxruntime module; a skip where it is missing, a failure under CI=true (CI must run these)."""
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"onnxruntime is missing ({e}); CI=true, where the export tests must run "
-                        f"(pip install -e '.[test]')")
-        pytest.skip(f"onnxruntime is missing ({e}): pip install -e '.[test]'")
-    return ort
 
 
 @pytest.fixture
