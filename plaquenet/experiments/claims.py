@@ -106,8 +106,11 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
     refuse_existing(out / "claims.json", force)
     plan = plan_claims(cohort_dir, out, schedule, main_run)
     seconds_per_iteration = seconds_per_iteration or measured_seconds_per_iteration(list(plan.runs.values()))
-    say(str(plan) + (_eta(plan, seconds_per_iteration) if seconds_per_iteration
-                     else "; the estimate follows the first iterations of each training"))
+    if not any(plan.iterations_left.values()):
+        say(str(plan))
+    else:
+        say(str(plan) + (_eta(plan, seconds_per_iteration) if seconds_per_iteration
+                         else "; the estimate follows the first iterations of each training"))
 
     results: Dict[str, Dict[str, Any]] = {}
     observations: Dict[str, Optional[Dict[str, Any]]] = {}

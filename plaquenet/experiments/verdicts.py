@@ -116,13 +116,21 @@ def c3_bright_negatives(variants: Dict[str, Optional[Dict[str, Any]]], test_f1: 
     reduced = outside["bright"] <= (1 - MARGIN) * outside["none"]
     claim.verdict = HOLDS if reduced else FAILS
     claim.reason = (f"false-positive pixels outside the brain: {outside['bright']} with bright lesion-free tiles vs "
-                    f"{outside['none']} with none ({'reduced' if reduced else 'not reduced'} by {MARGIN:.0%})")
+                    f"{outside['none']} with none ({_change(outside['bright'], outside['none'])}; "
+                    f"a cut of {MARGIN:.0%} counts)")
     if "uniform" in outside:
         by_brightness = outside["bright"] <= (1 - MARGIN) * outside["uniform"]
         claim.numbers["bright_beats_uniform"] = by_brightness
-        claim.reason += (f"; {outside['uniform']} with uniformly drawn ones (the preference for bright windows "
-                         f"{'adds' if by_brightness else 'does not add'} a reduction of {MARGIN:.0%})")
+        claim.reason += (f"; {outside['uniform']} with uniformly drawn ones: the preference for bright windows "
+                         f"{'adds' if by_brightness else 'does not add'} a cut of {MARGIN:.0%} "
+                         f"({_change(outside['bright'], outside['uniform'])})")
     return claim
+
+
+def _change(new: int, old: int) -> str:
+    if old == 0:
+        return "none before"
+    return f"{(old - new) / old:.0%} fewer" if new <= old else f"{(new - old) / old:.0%} more"
 
 
 def c4_overtraining(curve: Sequence[Dict[str, Any]], loss_iteration: Optional[Sequence[int]],
