@@ -49,7 +49,7 @@ def _engine_and_device(p: argparse.ArgumentParser) -> None:
 # --- phantom ---------------------------------------------------------------
 
 def _add_phantom(sub: "SubParsers") -> None:
-    from .phantom import PRESETS
+    from .presets import PRESETS
 
     p = _parser(sub, "phantom", "write the synthetic FLAIR cohort (DICOM + RTSTRUCT/SEG, and NIfTI)")
     p.add_argument("out", type=Path,
@@ -64,7 +64,8 @@ def _add_phantom(sub: "SubParsers") -> None:
 
 
 def _run_phantom(args: argparse.Namespace) -> None:
-    from .phantom import PRESETS, write_phantom
+    from .phantom import write_phantom
+    from .presets import PRESETS
 
     preset = PRESETS[args.preset]
     patients = preset.patients if args.patients is None else args.patients

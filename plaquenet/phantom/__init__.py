@@ -47,7 +47,7 @@ Everything is seeded: the same seed gives byte-identical files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Union
+from typing import List, Union
 
 import numpy as np
 
@@ -60,6 +60,7 @@ from .head import PARENCHYMA, SHAPE_HW, TISSUE, acquire, draw_head, tissue_image
 from .patients import FakePatient, fake_patients
 from .plaques import draw_plaques, outline_plaques, paint_plaque, plaque_fractions
 from .regions import REGIONS, slice_regions
+from ..presets import PRESETS, Preset
 from .scan import PhantomScan
 from .writers import (nifti_affine, to_nifti_order, write_dicom_study, write_nifti_study, write_regions_legend,
                       write_truth_study)
@@ -69,29 +70,6 @@ __all__ = ["SHAPE_HW", "TISSUE", "PARENCHYMA", "REGIONS", "PRESETS", "Preset", "
            "write_truth_study", "nifti_affine", "to_nifti_order"]
 
 
-class Preset(NamedTuple):
-    patients: int
-    slices: int  # per patient, skull base to vertex
-
-
-# `plaquenet phantom --preset NAME` (explicit --patients/--slices override). Plaque
-# slices (those the radiologist outlined, the only ones §4.1 uses) counted with
-# seed 0 and the tiles' split (cohort.TEST_FRACTION, tiles.SEED):
-PRESETS: Dict[str, Preset] = {
-    # `make demo`: the whole job in minutes on a laptop; 85 plaque slices
-    "demo": Preset(10, 20),
-    # `make reproduce-quick` in about 20 minutes on 2 cores: the paper's slices,
-    # an eighth of its patients (10 train / 2 test); 141 train + 26 test plaque
-    # slices. Scoring every snapshot forwards all of them (about 1 s each here),
-    # so the patients are what the quick run's time is made of.
-    "quick": Preset(12, 33),
-    # §4.1: 96 patients, 77 train / 19 test, 982 + 242 plaque slices (12.75 a
-    # patient). Plaques show on more slices the thinner the slices are cut; 33
-    # slices from skull base to vertex (3.1-3.8 mm apart) give 988 + 256 (12.96
-    # a patient; 32 give 952 + 248). Writing one patient: about 7 s on a 2-core
-    # Xeon shared with other jobs (load 5), 2026-11-30; 4.7 s of it the arrays.
-    "paper": Preset(96, 33),
-}
 
 
 def phantom_patient(seed: int = 0, n_slices: int = 20, patient: int = 0) -> PhantomScan:
