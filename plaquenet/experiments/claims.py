@@ -250,7 +250,8 @@ _caption_c2 = ("C2, paper §5 and Fig. 9: pixel F-measure on the test scans agai
                "output and for the normalised intensity itself; shaded where F keeps 90 % of its best, dashed at the "
                "threshold chosen on the training scans.")
 _caption_regions = ("C3 and C5: false-positive pixels on the test scans per anatomical region of the phantom, for "
-                    "each choice of lesion-free tiles, each net at its own training-scan threshold (log scale).")
+                    "each choice of lesion-free tiles, each net at its own training-scan threshold (log scale; a "
+                    "count of 0 is drawn at 0.5).")
 
 
 def _save(figure: Any, path: Path) -> Path:
