@@ -122,7 +122,7 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
     n_regions = (max(legend) + 1) if legend else 0
     hist = {"network": SweepHistogram(), "raw": SweepHistogram()}
     at = {"network": PixelCounts(), "raw": PixelCounts()}
-    pixel: Dict[str, PixelCounts] = {"polygons": PixelCounts(), "exact": PixelCounts()}
+    exact = PixelCounts()  # against the polygons: at["network"]
     lesions: Dict[str, Dict[str, Dict[str, LesionCounts]]] = {"polygons": {}, "exact": {}}
     fp_pixels = np.zeros(n_regions, np.int64)
     false_comp = np.zeros(n_regions, np.int64)
@@ -144,10 +144,9 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
             hist["raw"].add(s.image_hw, s.truth_hw)
             at["network"] += count_pixels(marked, s.truth_hw)
             at["raw"] += count_pixels(s.image_hw >= raw_threshold, s.truth_hw)
-            pixel["polygons"] += count_pixels(marked, s.truth_hw)
             if truth.mask_exact_shw is not None:
                 exact_shw[s.index] = truth.mask_exact_shw[s.index]
-                pixel["exact"] += count_pixels(marked, exact_shw[s.index])
+                exact += count_pixels(marked, exact_shw[s.index])
             if legend and truth.regions_shw is not None:
                 regions_hw = truth.regions_shw[s.index]
                 area += np.bincount(regions_hw.ravel(), minlength=n_regions)[:n_regions]
@@ -173,10 +172,10 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
                          .astype(int))
         curves[name] = {"thresholds": [float(v) for v in curve.thresholds[keep]],
                         "f1": [float(v) for v in curve.f1[keep]]}
-    pixel_record = {"polygons": {**pixel_metrics(pixel["polygons"]), **dataclasses.asdict(pixel["polygons"])}}
+    pixel_record = {"polygons": {**pixel_metrics(at["network"]), **dataclasses.asdict(at["network"])}}
     lesion_record = {"polygons": _pooled(lesion_summaries(lesions["polygons"]))}
     if have_exact:
-        pixel_record["exact"] = {**pixel_metrics(pixel["exact"]), **dataclasses.asdict(pixel["exact"])}
+        pixel_record["exact"] = {**pixel_metrics(exact), **dataclasses.asdict(exact)}
         lesion_record["exact"] = _pooled(lesion_summaries(lesions["exact"]))
     region_record = None
     if legend:
