@@ -41,7 +41,7 @@ from ..evaluate.curves import read_training_loss
 from ..evaluate.observe import observe
 from ..report.claims import claims_markdown, regions_figure, threshold_range_figure, write_claims_report
 from ..report.figures import save_png
-from ..score import _json_safe, load_forward, score
+from ..score import _json_safe, load_forward
 from ..typing import PathLike
 from . import verdicts
 from .runner import Schedule, TileSpec, ensure_tiles, iterations_left, prepare_run, score_run, train_or_resume
@@ -65,6 +65,7 @@ class ClaimsPlan:
     cohort_dir: Path
     runs: Dict[str, Path]  # variant -> run folder
     schedule: Schedule
+    max_iter: int  # the schedule's, after its override
     iterations_left: Dict[str, int]
 
     def __str__(self) -> str:
@@ -88,7 +89,7 @@ def plan_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule,
     for name, run in runs.items():
         at = iterations_left(run)[0] if (run / "solver.prototxt").is_file() else 0
         left[name] = max(max_iter - at, 0)
-    return ClaimsPlan(Path(cohort_dir), runs, schedule, left)
+    return ClaimsPlan(Path(cohort_dir), runs, schedule, max_iter, left)
 
 
 def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run: Optional[PathLike] = None,
@@ -118,10 +119,8 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
         tiles_dir = ensure_tiles(cohort_dir, VARIANTS[name])
         prepare_run(run, schedule, tiles_dir, force=force and name != "bright")
         train_or_resume(run, engine=engine, device=device, on_estimate=_prefixed(say, f"claims, {name} run: "))
-        if name == "bright":
-            results[name] = score_run(run, cohort_dir, engine=engine, device=device)
-        else:
-            results[name] = _score_latest(run, cohort_dir, tiles_dir, engine, device)
+        # the paper-protocol run at every snapshot (Fig. 5, C4); the others' end points (C3)
+        results[name] = score_run(run, cohort_dir, engine=engine, device=device, all_snapshots=name == "bright")
         observations[name] = _observations(out / "observations" / f"{name}.json", run, cohort_dir, results[name],
                                            engine, device)
 
@@ -143,14 +142,13 @@ def judge(results: Dict[str, Dict[str, Any]], observations: Dict[str, Optional[D
     """Every claim's verdict from the measured numbers (`verdicts`)."""
     main, main_obs = results["bright"], observations["bright"]
     assert main_obs is not None
-    max_iter = plan.schedule.max_iter or plan.schedule.read().max_iter
     paper_max_iter = Schedule().read().max_iter
     found = [
         verdicts.c1_threshold_source(main),
         verdicts.c2_raw_intensity(main, main_obs),
         verdicts.c3_bright_negatives(observations, {k: r["test"]["pixel"]["f1"] for k, r in results.items()}),
         verdicts.c4_overtraining(main.get("training_curve", []), loss.iteration if loss else None,
-                                 loss.loss if loss else None, max_iter, paper_max_iter),
+                                 loss.loss if loss else None, plan.max_iter, paper_max_iter),
         verdicts.c5_false_alarm_regions(main_obs),
         verdicts.c6_lesion_vs_pixel(main_obs),
         *verdicts.pending_remedies(),
@@ -183,20 +181,6 @@ def _prefixed(say: Callable[[str], None], prefix: str) -> Callable[[str], None]:
 def _eta(plan: ClaimsPlan, seconds_per_iteration: float) -> str:
     seconds = sum(plan.iterations_left.values()) * seconds_per_iteration
     return f"; about {seconds / 60:.0f} min of training at {seconds_per_iteration:.2f} s per iteration, plus scoring"
-
-
-def _score_latest(run: Path, cohort_dir: PathLike, tiles_dir: Path, engine: str, device: str) -> Dict[str, Any]:
-    """The latest snapshot scored into RUN/score (no curves: C3 compares end points);
-    reused when its results.json is of that snapshot."""
-    latest = latest_snapshot(run)
-    try:
-        done = json.loads((run / "score" / "results.json").read_text())
-        if Path(done.get("snapshot", "")).resolve() == latest.resolve():
-            return done
-    except (OSError, ValueError):
-        pass
-    return score(latest, cohort_dir=cohort_dir, engine=engine, device=device, out=run / "score", force=True,
-                 tiles=tiles_dir)
 
 
 def _observations(path: Path, run: Path, cohort_dir: PathLike, results: Dict[str, Any], engine: str,

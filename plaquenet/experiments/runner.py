@@ -315,24 +315,26 @@ def train_or_resume(run_dir: PathLike, engine: str = "torch", device: str = "cpu
 
 
 def score_run(run_dir: PathLike, cohort_dir: PathLike, engine: str = "torch",
-              device: str = "cpu") -> Dict[str, Any]:
+              device: str = "cpu", all_snapshots: bool = True) -> Dict[str, Any]:
     """`plaquenet score --all-snapshots RUN` into RUN/score: the Fig. 5 curves
     (curves.csv, curves.png) and the full report of the latest snapshot.
     Reused when RUN/score/results.json was made from the latest snapshot on
-    the same cohort, otherwise (re)made. The §4.3 tile threshold comes from
+    the same cohort (and, with `all_snapshots`, holds the curves), otherwise
+    (re)made; without `all_snapshots` only the latest snapshot is scored (no
+    curves: what a comparison of end points needs). The §4.3 tile threshold comes from
     the tiles the run trained on (`run_tiles`). Returns results.json's content
     plus "out", the score folder."""
     out = Path(run_dir) / SCORE_DIR
     latest = latest_snapshot(run_dir)
     try:
         results = json.loads((out / "results.json").read_text())
-        if (_same_file(results.get("snapshot", ""), latest) and "training_curve" in results
+        if (_same_file(results.get("snapshot", ""), latest) and ("training_curve" in results or not all_snapshots)
                 and _same_file(results.get("cohort_dir", ""), cohort_dir)):
             return {**results, "out": str(out)}
     except (OSError, ValueError):
         pass
     return score(run_dir, cohort_dir=cohort_dir, engine=engine, device=device, out=out, force=True,
-                 all_snapshots=True, tiles=run_tiles(run_dir))
+                 all_snapshots=all_snapshots, tiles=run_tiles(run_dir))
 
 
 def run_tiles(run_dir: PathLike) -> Optional[Path]:
