@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
-import h5py
-import numpy as np
 import pytest
 
 import tiny_nets
@@ -39,16 +37,8 @@ SNAPSHOT_LOGGED = "Snapshotting solver state"
 
 
 def _folder(base: Path, extra: str = "") -> Path:
-    base.mkdir(parents=True)
-    (base / "solver.prototxt").write_text(SOLVER + extra)
-    (base / "net.prototxt").write_text(tiny_nets.two_conv_train("list.txt", 2))
-    image = np.random.default_rng(3).normal(0, 1, (4, 1, 8, 8)).astype(np.float32)
-    with h5py.File(base / "d.h5", "w") as f:
-        f["data"] = image
-        f["label"] = (image > 0.5).astype(np.float32)
-    (base / "list.txt").write_text("d.h5\n")
-    (base / "snap").mkdir()
-    return base
+    return tiny_nets.write_run_folder(base, SOLVER + extra, tiny_nets.two_conv_train("list.txt", 2), rows=4, tile=8,
+                                      data="d.h5", seed=3, label_above=0.5)
 
 
 def _signalled(command: List[str], cwd: Path, log: Path, plan: Plan) -> Tuple[int, str, str]:

@@ -136,18 +136,19 @@ def paper_weights() -> "caffe_pb2.NetParameter":
 
 
 def write_run_folder(folder: Path, solver: str, net: str, rows: int, tile: int,
-                     solver_name: str = "solver.prototxt") -> Path:
+                     solver_name: str = "solver.prototxt", data: str = "d0.h5", seed: int = 5,
+                     label_above: float = 0.8) -> Path:
     """A `caffe train` working folder: the solver (as `solver_name`), net.prototxt,
-    list.txt over d0.h5 (`rows` random tiles of tile x tile, labels where > 0.8),
-    and an empty snap/."""
+    list.txt over `data` (`rows` random tiles of tile x tile drawn with `seed`,
+    labels where > `label_above`), and an empty snap/."""
     folder.mkdir(parents=True)
     (folder / solver_name).parent.mkdir(parents=True, exist_ok=True)
     (folder / solver_name).write_text(solver)
     (folder / "net.prototxt").write_text(net)
-    image = np.random.default_rng(5).normal(0, 1, (rows, 1, tile, tile)).astype(np.float32)
-    with h5py.File(folder / "d0.h5", "w") as f:
+    image = np.random.default_rng(seed).normal(0, 1, (rows, 1, tile, tile)).astype(np.float32)
+    with h5py.File(folder / data, "w") as f:
         f["data"] = image
-        f["label"] = (image > 0.8).astype(np.float32)
-    (folder / "list.txt").write_text("d0.h5\n")
+        f["label"] = (image > label_above).astype(np.float32)
+    (folder / "list.txt").write_text(f"{data}\n")
     (folder / "snap").mkdir()
     return folder
