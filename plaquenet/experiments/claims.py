@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -44,7 +45,7 @@ from ..report.figures import save_png
 from ..score import _json_safe, load_forward
 from ..typing import PathLike
 from . import verdicts
-from .runner import Schedule, TileSpec, ensure_tiles, iterations_left, prepare_run, score_run, train_or_resume
+from .runner import Schedule, TileSpec, ensure_tiles, iterations_left, prepare_run, score_run, train_side_by_side
 
 VARIANTS: Dict[str, TileSpec] = {
     "bright": TileSpec(),
@@ -94,7 +95,7 @@ def plan_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule,
 
 def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run: Optional[PathLike] = None,
                engine: str = "torch", device: str = "cpu", force: bool = False,
-               seconds_per_iteration: Optional[float] = None,
+               seconds_per_iteration: Optional[float] = None, jobs: int = 1,
                say: Callable[[str], None] = print) -> Dict[str, Any]:
     """Train (or resume) the three runs, score them, measure, judge, write OUT.
 
@@ -102,7 +103,8 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
     persist between calls (they are what a rerun reuses); an OUT with a
     claims.json is refused unless `force` (only the table is replaced).
     `seconds_per_iteration`: for the estimate printed first (default: from
-    the runs' train.log when one has trained)."""
+    the runs' train.log when one has trained). `jobs`: trainings at a time
+    (`runner.train_side_by_side`)."""
     out = Path(out)
     refuse_existing(out / "claims.json", force)
     plan = plan_claims(cohort_dir, out, schedule, main_run)
@@ -113,12 +115,11 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
         say(str(plan) + (_eta(plan, seconds_per_iteration) if seconds_per_iteration
                          else "; the estimate follows the first iterations of each training"))
 
+    prepare_runs(plan, force)
+    train_side_by_side(list(plan.runs.values()), jobs, engine=engine, device=device, say=say)
     results: Dict[str, Dict[str, Any]] = {}
     observations: Dict[str, Optional[Dict[str, Any]]] = {}
     for name, run in plan.runs.items():
-        tiles_dir = ensure_tiles(cohort_dir, VARIANTS[name])
-        prepare_run(run, schedule, tiles_dir, force=force and name != "bright")
-        train_or_resume(run, engine=engine, device=device, on_estimate=_prefixed(say, f"claims, {name} run: "))
         # the paper-protocol run at every snapshot (Fig. 5, C4); the others' end points (C3)
         results[name] = score_run(run, cohort_dir, engine=engine, device=device, all_snapshots=name == "bright")
         observations[name] = _observations(out / "observations" / f"{name}.json", run, cohort_dir, results[name],
@@ -135,6 +136,22 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
     }
     _write(out, claims, about, results, observations)
     return {"claims": claims, "about": about, "out": str(out)}
+
+
+def prepare_runs(plan: ClaimsPlan, force: bool = False) -> None:
+    """Each variant's tiles (made once, `ensure_tiles`) and run folder
+    (`prepare_run`); `force` replaces a run folder of another schedule, never
+    the paper-protocol one (it may be the reproduction's)."""
+    for name, run in plan.runs.items():
+        prepare_run(run, plan.schedule, ensure_tiles(plan.cohort_dir, VARIANTS[name]), force=force and name != "bright")
+
+
+def default_jobs(device: str) -> int:
+    """Trainings at a time when --jobs is not given: one per 8 CPU cores on a
+    CPU (each training then still has 8 threads), one on a GPU."""
+    if device != "cpu":
+        return 1
+    return max(1, (os.cpu_count() or 1) // 8)
 
 
 def judge(results: Dict[str, Dict[str, Any]], observations: Dict[str, Optional[Dict[str, Any]]], plan: ClaimsPlan,
@@ -172,10 +189,6 @@ def measured_seconds_per_iteration(runs: Sequence[PathLike]) -> Optional[float]:
         if rates:
             return 1.0 / rates[-1]
     return None
-
-
-def _prefixed(say: Callable[[str], None], prefix: str) -> Callable[[str], None]:
-    return lambda line: say(prefix + line)
 
 
 def _eta(plan: ClaimsPlan, seconds_per_iteration: float) -> str:
@@ -249,4 +262,4 @@ def _replace(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-__all__ = ["VARIANTS", "ClaimsPlan", "plan_claims", "run_claims", "judge"]
+__all__ = ["VARIANTS", "ClaimsPlan", "plan_claims", "prepare_runs", "default_jobs", "run_claims", "judge"]

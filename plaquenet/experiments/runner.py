@@ -14,6 +14,7 @@ schedule's max_iter and snapshot. They are plain prototxt, so
 `caffe train --solver=RUN/solver.prototxt` trains the same run.
 """
 
+import concurrent.futures
 import dataclasses
 import json
 import math
@@ -312,6 +313,52 @@ def train_or_resume(run_dir: PathLike, engine: str = "torch", device: str = "cpu
     result = train(Path(run_dir) / SOLVER_FILE, engine=engine, device=device, on_estimate=on_estimate,
                    snapshot=latest[1] if latest else None, force=latest is None)
     return result.last_snapshot or latest_snapshot(run_dir)
+
+
+TRAIN_OUTPUT = "train.out"   # what `plaquenet train` printed, for a training run beside others
+
+
+def train_side_by_side(run_dirs: Sequence[PathLike], jobs: int, engine: str = "torch", device: str = "cpu",
+                       say: Callable[[str], None] = print) -> None:
+    """`train_or_resume` for each run, `jobs` at a time, each in its own
+    `plaquenet train` process with cores // jobs threads (OMP_NUM_THREADS), its
+    output in RUN/train.out (train.log is Caffe's log, as always). With one job,
+    in this process one after the other, the engine's estimate and progress shown."""
+    pending = [Path(r) for r in run_dirs if _has_iterations_left(r)]
+    if jobs <= 1 or len(pending) <= 1:
+        for run in pending:
+            train_or_resume(run, engine=engine, device=device,
+                            on_estimate=lambda line, run=run: say(f"{run}: {line}"))
+        return
+    jobs = min(jobs, len(pending))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    say(f"training {len(pending)} runs side by side, {jobs} at a time with {threads} thread(s) each "
+        f"(their output: RUN/{TRAIN_OUTPUT}): " + ", ".join(str(r) for r in pending))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        failed = [problem for problem in pool.map(lambda run: _train_process(run, engine, device, threads), pending)
+                  if problem]
+    if failed:
+        raise InputError(None, "; ".join(failed))
+
+
+def _has_iterations_left(run_dir: PathLike) -> bool:
+    at, max_iter = iterations_left(run_dir)
+    return at < max_iter
+
+
+def _train_process(run_dir: Path, engine: str, device: str, threads: int) -> Optional[str]:
+    """One `plaquenet train` of `train_or_resume`'s choice in its own process; None, or why it failed."""
+    latest = latest_solverstate(run_dir)
+    arguments = ["train", "--solver", str(run_dir / SOLVER_FILE), "--engine", engine, "--device", device]
+    arguments += ["--snapshot", str(latest[1])] if latest else ["--force"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(run_dir / TRAIN_OUTPUT, "w") as output:   # a console log to watch, not a result: written as it comes
+        done = subprocess.run([sys.executable, "-m", "plaquenet.cli", *arguments], stdout=output,
+                              stderr=subprocess.STDOUT, env=env)
+    if done.returncode == 0:
+        return None
+    last = (run_dir / TRAIN_OUTPUT).read_text().strip().splitlines()[-1:] or ["no output"]
+    return f"training {run_dir} failed (exit {done.returncode}): {last[0]} (all of it: {run_dir / TRAIN_OUTPUT})"
 
 
 def score_run(run_dir: PathLike, cohort_dir: PathLike, engine: str = "torch",

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from plaquenet.cli import main
-from plaquenet.experiments.runner import Schedule, TileSpec, ensure_tiles, prepare_run, train_or_resume
+from plaquenet.errors import InputError
+from plaquenet.experiments.runner import (Schedule, TileSpec, ensure_tiles, prepare_run, train_or_resume,
+                                         train_side_by_side)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,6 +46,47 @@ def test_train_or_resume_continues_from_the_latest_snapshot_and_then_does_nothin
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     assert train_or_resume(run) == run / "plaquenet_iter_6.caffemodel"   # at max_iter: nothing to do
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
+def _losses(run):
+    with open(run / "train.csv") as f:
+        return [float(row["loss"]) for row in csv.DictReader(f)]
+
+
+def test_runs_trained_side_by_side_match_one_trained_here_and_resume(workdir, cohort):
+    """Two runs of the same schedule, each in its own `plaquenet train` process,
+    give the losses of the same run trained in this process (to rounding: one
+    thread each instead of all), and resume from their snapshots like it."""
+    tiles_dir = ensure_tiles(cohort, TileSpec(tile=8))
+    here, *apart = (workdir / "runs" / name for name in ("here", "a", "b"))
+    for run in (here, *apart):
+        prepare_run(run, Schedule(max_iter=2, snapshot=1), tiles_dir)
+    train_or_resume(here)
+    said = []
+    train_side_by_side(apart, jobs=2, say=said.append)
+    assert len(said) == 1 and "2 runs side by side, 2 at a time" in said[0]
+    for run in apart:
+        assert (run / "plaquenet_iter_2.caffemodel").is_file() and (run / "train.out").is_file()
+        assert _losses(run) == pytest.approx(_losses(here), rel=1e-4)
+
+    for run in apart:
+        prepare_run(run, Schedule(max_iter=3, snapshot=1), tiles_dir)
+    train_side_by_side(apart, jobs=2, say=said.append)
+    assert all(_csv_iterations(run) == [0, 1, 2] for run in apart)
+    assert all("Resuming from" in (run / "train.log").read_text() for run in apart)
+
+
+def test_a_failed_training_side_by_side_names_its_output(workdir, cohort):
+    tiles_dir = ensure_tiles(cohort, TileSpec(tile=8))
+    runs = [workdir / "runs" / name for name in ("a", "b")]
+    for run in runs:
+        prepare_run(run, Schedule(max_iter=2), tiles_dir)
+    (runs[1] / "train.prototxt").write_text("layer { type: 'NoSuchLayer' }\n")   # breaks only run b
+    with pytest.raises(InputError) as failed:
+        train_side_by_side(runs, jobs=2, say=lambda line: None)
+    message = str(failed.value)
+    assert "\n" not in message and str(runs[1] / "train.out") in message and str(runs[0]) not in message
+    assert (runs[0] / "plaquenet_iter_2.caffemodel").is_file()
 
 
 @pytest.fixture
