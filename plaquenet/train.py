@@ -45,7 +45,7 @@ def train(solver: PathLike, engine: str = "torch", weights: Optional[PathLike] =
     `sigint_effect`, `sighup_effect`: what SIGINT and SIGHUP do, "stop",
     "snapshot" or "none" (`caffe train`'s --sigint_effect, --sighup_effect).
     `on_estimate` gets the time estimate (default: printed to stderr);
-    `options` go to the engine (torch: conv, channels_last)."""
+    `options` go to the engine (torch: conv, channels_last, precision; caffe: precision fp32 only)."""
     check_effect("--sigint-effect", sigint_effect)
     check_effect("--sighup-effect", sighup_effect)
     solver = Path(solver)

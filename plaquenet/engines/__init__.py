@@ -28,6 +28,9 @@ from .run import TrainResult
 
 ENGINES = ("torch", "caffe")
 EXPORT_FORMATS = ("onnx", "torchscript")   # export_deploy's formats
+# The arithmetic of train, score and segment: fp32 is Caffe's (both engines); bf16 and tf32 are
+# the torch engine's faster, opt-in modes (engines/torch/precision.py).
+PRECISIONS = ("fp32", "bf16", "tf32")
 Forward = Callable[[np.ndarray], np.ndarray]   # one slice float32 (H, W) -> network output (H, W)
 
 
@@ -41,13 +44,16 @@ class Engine(Protocol):
         train.log in the folder of the solver's snapshot_prefix. `on_estimate`
         gets the time the schedule will take; `options` are the engine's own,
         plus, in both engines, `level` (int) and `stages` (list of str):
-        `caffe train`'s --level and --stage, and `sigint_effect`,
+        `caffe train`'s --level and --stage, `precision` (PRECISIONS; real
+        Caffe has only fp32), and `sigint_effect`,
         `sighup_effect` ("stop", "snapshot" or "none"): its --sigint_effect
         and --sighup_effect (engines.signals). A run a signal stopped returns
         normally, with `stopped_early` set."""
 
-    def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
-        """forward(image_hw) through the deploy net with the snapshot's weights."""
+    def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu",
+                    precision: str = "fp32") -> Forward:
+        """forward(image_hw) through the deploy net with the snapshot's weights,
+        in `precision` (PRECISIONS; an engine that cannot refuses in one line)."""
 
     def check_device(self, device: str) -> str:
         """The device in canonical form ("cpu", "cuda:N"), or InputError."""

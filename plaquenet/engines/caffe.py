@@ -61,12 +61,21 @@ class CaffeEngine:
     def train(self, solver: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
               device: str = "cpu", on_estimate: Optional[Callable[[str], None]] = None,
               **options: Any) -> TrainResult:
-        """`options`: caffe_bin, level, stages, sigint_effect, sighup_effect."""
+        """`options`: caffe_bin, level, stages, sigint_effect, sighup_effect; precision fp32 only."""
+        check_fp32(options.pop("precision", "fp32"))
         return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device),
                      on_estimate=on_estimate, **options)
 
-    def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
+    def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu",
+                    precision: str = "fp32") -> Forward:
+        check_fp32(precision)
         return load_deploy(deploy, snapshot, device=self.check_device(device))
+
+
+def check_fp32(precision: str) -> None:
+    if precision != "fp32":
+        raise InputError("--precision", f"{precision}: real Caffe computes in float32 only (bf16 and tf32 are "
+                                        "modes of the torch engine, --engine torch)")
 
 
 def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
@@ -172,6 +181,9 @@ def _run_teed(command: List[str], log_path: Path, append: bool,
     (a crash leaves the log up to the crash); return the lines and exit code."""
     env = dict(os.environ)
     env.setdefault("GLOG_logtostderr", "1")   # glog's files in /tmp would hold a second copy
+    pythonpath = python_layer_path(env.get("PYTHONPATH", ""))
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     lines = _Lines()
     with open(log_path, "a" if append else "w", buffering=1) as log:
         # Its own session: a Ctrl-C in the terminal reaches it once, forwarded by us, and we go on
@@ -191,6 +203,17 @@ def _run_teed(command: List[str], log_path: Path, append: bool,
             process.stderr.close()
             lines.returncode = process.wait()
     return lines
+
+
+def python_layer_path(pythonpath: str) -> str:
+    """PYTHONPATH for `caffe train`, whose own Python imports the Python layers
+    of a prototxt (`python_param { module: "plaquenet.caffe_layers" }`): run
+    from a source checkout, its root goes first; an installed plaquenet (the
+    Docker image) is on Caffe's Python's path already."""
+    checkout = Path(__file__).resolve().parents[2]
+    if not (checkout / "pyproject.toml").is_file():
+        return pythonpath
+    return os.pathsep.join([str(checkout)] + ([pythonpath] if pythonpath else []))
 
 
 def _result(run_dir: Path, lines: List[str], seconds: float) -> TrainResult:

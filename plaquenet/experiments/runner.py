@@ -327,8 +327,7 @@ def train_side_by_side(run_dirs: Sequence[PathLike], jobs: int, engine: str = "t
     pending = [Path(r) for r in run_dirs if _has_iterations_left(r)]
     if jobs <= 1 or len(pending) <= 1:
         for run in pending:
-            train_or_resume(run, engine=engine, device=device,
-                            on_estimate=lambda line, run=run: say(f"{run}: {line}"))
+            train_or_resume(run, engine=engine, device=device, on_estimate=_prefixed(say, f"{run}: "))
         return
     jobs = min(jobs, len(pending))
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -339,6 +338,10 @@ def train_side_by_side(run_dirs: Sequence[PathLike], jobs: int, engine: str = "t
                   if problem]
     if failed:
         raise InputError(None, "; ".join(failed))
+
+
+def _prefixed(say: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    return lambda line: say(prefix + line)
 
 
 def _has_iterations_left(run_dir: PathLike) -> bool:

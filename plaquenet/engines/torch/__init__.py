@@ -21,21 +21,6 @@ from .. import Forward, device_index, parse_device
 from ..run import TrainResult
 
 
-def use_caffe_numerics() -> None:
-    """The engine's default mode is Caffe's float32 arithmetic on every device.
-    On CUDA that needs two of torch's defaults changed: TF32 (10-bit mantissa
-    products, about 1e-3 relative error) is off for convolutions and matrix
-    products, and cuDNN picks its algorithms deterministically (no benchmark
-    autotuning, deterministic kernels), so a GPU run repeats itself. Results
-    still differ from the CPU's in the last bits (other summation orders).
-    Faster modes are opt-in elsewhere. A no-op for CPU arithmetic."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.set_float32_matmul_precision("highest")
-
-
 class TorchEngine:
     """The engine interface (plaquenet.engines.Engine) over this package."""
 
@@ -55,13 +40,16 @@ class TorchEngine:
     def train(self, solver: PathLike, weights: Optional[PathLike] = None, snapshot: Optional[PathLike] = None,
               device: str = "cpu", on_estimate: Optional[Callable[[str], None]] = None,
               **options: Any) -> TrainResult:
-        """train.train with the device checked; `options`: conv, channels_last."""
+        """train.train with the device checked; `options`: conv, channels_last, precision."""
+        from .precision import set_numerics
         from .train import train
-        use_caffe_numerics()
+        set_numerics(options.get("precision", "fp32"))
         return train(solver, weights=weights, snapshot=snapshot, device=self.check_device(device),
                      on_estimate=on_estimate, **options)
 
-    def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
+    def load_deploy(self, deploy: PathLike, snapshot: PathLike, device: str = "cpu",
+                    precision: str = "fp32") -> Forward:
         from .net import load_deploy
-        use_caffe_numerics()
-        return load_deploy(deploy, snapshot, device=self.check_device(device))
+        from .precision import set_numerics
+        set_numerics(precision)
+        return load_deploy(deploy, snapshot, device=self.check_device(device), precision=precision)

@@ -15,7 +15,9 @@ PReLU kink flips, so small forward differences grow in the backward pass. The ba
 keeps torch's dispatch (it measured no difference). On the same batch the im2col forward was
 also no slower than oneDNN's on 2 cores (2.6-3.7 s against 4.6-7.0 s per forward+backward, while
 the machine was shared). Without a gradient (scoring whole scans) oneDNN stays: there it is 3-5x
-faster and its outputs agree with Caffe within 2e-6 (test_caffe_engine.py)."""
+faster and its outputs agree with Caffe within 2e-6 (test_caffe_engine.py). Nor under autocast
+(--precision bf16, precision.py): that mode is not Caffe's arithmetic, and oneDNN is what
+computes bfloat16 fast."""
 
 from typing import Optional, Tuple
 
@@ -29,7 +31,7 @@ def caffe_order_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[tor
                        pad: Pair, dilation: Pair, groups: int) -> torch.Tensor:
     """Caffe's convolution (cross-correlation with symmetric zero padding: torch's conv2d and
     weight layout). When a gradient will be taken, on the CPU, through im2col + GEMM as Caffe."""
-    if x.device.type == "cpu" and torch.is_grad_enabled() and \
+    if x.device.type == "cpu" and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu") and \
             (weight.requires_grad or (bias is not None and bias.requires_grad)):
         # Only the `enabled` flag: torch.backends.mkldnn.flags() would also reset its TF32 and
         # determinism settings for the duration.

@@ -27,6 +27,7 @@ from ...typing import PathLike
 from .data import DataStream
 from .backward import Node, backward_needs
 from .layers import LAYERS, BlobData, Build, ConvFn, Layer, LossLayer, Shape, torch_conv2d
+from .precision import autocast, autocast_dtype, check_precision, full_precision
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 # Net::AppendTop's name for a top the layer needs but the prototxt leaves out
@@ -117,16 +118,20 @@ class Net(nn.Module):
     draws a fresh seed. `data` holds the HDF5Data readers and the rand()
     stream their shuffles draw from (data.DataStream): one per training
     process, shared by its train and test nets, as in Caffe; None gives this
-    net a new one, as a new Caffe process would. It is `self.data`."""
+    net a new one, as a new Caffe process would. It is `self.data`.
+    `precision` (precision.py): "fp32" is Caffe's arithmetic; with "bf16" the
+    layers run under autocast, except those with a loss weight, which get
+    their bottoms in float32 and compute in it."""
 
     def __init__(self, net_param: "caffe_pb2.NetParameter", phase: "caffe_pb2.Phase" = TRAIN,
                  source: PathLike = "<net>", device: Union[torch.device, str] = "cpu", seed: Optional[int] = None,
                  conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]] = None,
                  state: Optional["caffe_pb2.NetState"] = None, fill: bool = True, channels_last: bool = False,
-                 data: Optional[DataStream] = None) -> None:
+                 data: Optional[DataStream] = None, precision: str = "fp32") -> None:
         super().__init__()
         self.source, self.name = str(source), net_param.name
         self.device = torch.device(device)
+        self.precision = check_precision(precision, self.device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.data = data or DataStream()
         seed = int(cast(int, np.random.SeedSequence().entropy) % 2**63) if seed is None else int(seed)
@@ -301,9 +306,15 @@ class Net(nn.Module):
             raise self.run_refusal
         if self.backward_refusal is not None and torch.is_grad_enabled():
             raise self.backward_refusal
+        with autocast(self.precision, self.device):
+            return self._forward(feed)
+
+    def _forward(self, feed: Optional[Dict[str, torch.Tensor]]
+                 ) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
         blobs: Dict[str, torch.Tensor] = {}
         loss: Optional[torch.Tensor] = None
         readers: Dict[str, List[BlobData]] = {}   # blob -> whose Backward reads its final data
+        reduced = autocast_dtype(self.precision) is not None
         for layer, module, names, weights, propagate in zip(self.layer_params, self.layers, self.top_names,
                                                              self.loss_weights, self.propagate):
             late = BlobData() if module.reads_top_in_backward else None
@@ -313,7 +324,12 @@ class Net(nn.Module):
                              for t in tops)
             else:
                 bottoms = [blobs[b] if p else blobs[b].detach() for b, p in zip(layer.bottom, propagate)]
-                tops = module(*bottoms) if late is None else module(*bottoms, late=late)
+                if reduced and any(weights):   # a loss: in float32, as the solver sees it
+                    with full_precision(self.device):
+                        bottoms = [b.float() if b.is_floating_point() else b for b in bottoms]
+                        tops = module(*bottoms) if late is None else module(*bottoms, late=late)
+                else:
+                    tops = module(*bottoms) if late is None else module(*bottoms, late=late)
             for j, (name, top, w) in enumerate(zip(names, tops, weights)):
                 blobs[name] = top
                 if j < len(layer.bottom) and layer.bottom[j] == name:   # in place: Caffe overwrites the blob
@@ -408,14 +424,14 @@ def net_to_proto(net: Net) -> "caffe_pb2.NetParameter":
 # --- deploy ----------------------------------------------------------------
 
 def load_deploy(deploy_prototxt: PathLike, caffemodel: PathLike, device: Union[torch.device, str] = "cpu",
-                channels_last: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+                channels_last: bool = False, precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
     """forward(image_hw float32 (H, W)) -> float32 (H, W): the deploy net's
     single output (the sigmoid probabilities) for one slice of any size; the
     Input shape in the prototxt is only a default. Weights are read by layer
     name from `caffemodel`; a missing layer, a shape mismatch or a corrupt
-    file is an InputError."""
+    file is an InputError. `precision`: as for Net; the output is float32."""
     net = Net(read_net(deploy_prototxt), phase=TEST, source=deploy_prototxt, device=device,
-              fill=False, channels_last=channels_last)
+              fill=False, channels_last=channels_last, precision=precision)
     copy_trained_layers(net, read_caffemodel(caffemodel), caffemodel, require_all=True)
     net.eval()
     if len(net.input_names) != 1 or len(net.outputs) != 1:

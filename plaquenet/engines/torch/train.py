@@ -53,7 +53,7 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
           device: str = "cpu", conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]] = None,
           channels_last: Optional[bool] = None, on_estimate: Optional[Callable[[str], None]] = None,
           level: int = 0, stages: Sequence[str] = (), sigint_effect: str = SIGINT_EFFECT,
-          sighup_effect: str = SIGHUP_EFFECT) -> TrainResult:
+          sighup_effect: str = SIGHUP_EFFECT, precision: str = "fp32") -> TrainResult:
     """Train as `caffe train --solver=S [--weights=W | --snapshot=S]
     [--level=L] [--stage=a,b] [--sigint_effect=E] [--sighup_effect=E]` does;
     `stages` are --stage's names (each also
@@ -64,6 +64,8 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
     `conv` picks a convolution implementation per layer (see Net).
     `on_estimate` receives one line with the time the schedule will take,
     once the first iterations are timed (`run.estimate_line`).
+    `precision` (precision.py): fp32 is Caffe's arithmetic; bf16 and tf32
+    are faster, are not, and say so in train.log.
     `channels_last` (default: on CPU) only changes the memory layout: even on
     the 2-core Intel machine we measured, 1.55x faster on AMD Zen 5
     (PERFORMANCE.md)."""
@@ -85,7 +87,7 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
     seed = param.random_seed if param.random_seed >= 0 else None
     net_state = caffe_net_state(net_param, TRAIN, caffe_train_state(param.train_state, level, stages))
     net = Net(net_param, net_state.phase, source=net_file or solver_path, device=dev, seed=seed, conv=conv,
-              state=net_state, channels_last=channels_last)
+              state=net_state, channels_last=channels_last, precision=precision)
     test_nets = _test_nets(param, solver_path, net, dev, seed, conv, channels_last)
     state = new_state(param, net.learnable)
     finetune = _finetune_files(param, solver_path, weights, snapshot)
@@ -115,6 +117,9 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
             log.restoring_history()
             if data_position:
                 log.info(DATA_POSITION_LOG_TAG, data_position)
+        if precision != "fp32":
+            log.info("plaquenet", f"precision {precision} (plaquenet's torch engine, opt-in): not Caffe's "
+                                  f"float32 arithmetic")
         log.solving(net.name, param.lr_policy)
         last, loss, stopped = _solve(param, net, test_nets, state, prefix, log, table,
                                      _Estimate(state.iter, param.max_iter, str(dev), on_estimate), requests)
@@ -323,7 +328,7 @@ def _test_nets(param: "caffe_pb2.SolverParameter", solver_path: PathLike, train_
     for i, (net_param, source) in enumerate(sources):
         state = caffe_net_state(net_param, TEST, param.test_state[i] if param.test_state else None)
         test = Net(net_param, state.phase, source=source, device=dev, seed=seed, conv=conv, state=state,
-                   channels_last=channels_last, data=train_net.data)   # one rand() for all HDF5Data, as in Caffe
+                   channels_last=channels_last, data=train_net.data, precision=train_net.precision)   # one rand() for all HDF5Data, as in Caffe
         _share_blobs(test, train_net)
         nets.append((test, param.test_iter[i]))
     return nets
