@@ -7,7 +7,11 @@ in the paper (§3.3, §4.1, §4.3, §5), written to one self-describing folder.
     2. training tiles: the threshold the paper tried first and dropped (§4.3)
     3. test scans: precision, recall, F-measure at those thresholds, pooled
        and per patient; the best and the worst slice for the figures; lesion-wise
-       detection at the network threshold (§5, evaluate/lesions.py)
+       detection at the network threshold (§5, evaluate/lesions.py); beside the
+       paper's protocol, the same on EVERY slice of each test patient, as
+       MSSEG-2016 and WMH-2017 evaluate (`whole_volume`, evaluate/volume.py):
+       each test volume is then forwarded once, its slices with plaques taken
+       from it
     4. out/: results.json, per_patient.csv, *.png, report.html
     5. optional: every snapshot of the run scored for the training curves
        (Fig. 5: steps 1 and 3 at the network threshold only, `snapshot_f_measure`),
@@ -45,9 +49,10 @@ from .report.figures import (precision_recall_figure, raw_threshold_figure, save
 from .report.html import write_report
 from .evaluate.curves import SnapshotScore, TrainingCurve, read_training_loss, write_curves_csv
 from .evaluate.inference import (LesionSlice, count_tiles, forward_lesion_slices, forward_volume,
-                                 threshold_from_tiles, training_tile_files)
+                                 lesion_slices_of_volume, threshold_from_tiles, training_tile_files)
 from .evaluate.lesions import LesionCounts, all_rules, lesion_summaries
 from .evaluate.metrics import PixelCounts, count_pixels, mean_and_std, pixel_metrics
+from .evaluate.volume import VolumeCounts, volume_counts, whole_volume_summary
 from .evaluate.sweep import SweepCurve, SweepHistogram, ThresholdChoice, best_f_threshold_two_pass, histogram_curve
 from .typing import PathLike
 
@@ -78,20 +83,28 @@ DEFINITIONS = {
     "test.lesion_2d": "the same as test.lesion, with components in 2D: 8-connected within each slice, no link "
                       "across slices (a plaque on k slices is k lesions); each rule's other settings unchanged "
                       "(msseg2016: components > 3 mm^3)",
+    "whole_volume": "beside the paper's protocol: every slice of each test patient (with plaques or not, as "
+                    "MSSEG-2016 and WMH-2017 evaluate and as `plaquenet segment` runs), at the same threshold; "
+                    "pixel counts and test.lesion's 3D rules, pooled and per patient (patients without plaques "
+                    "included); left_out: patients whose metric is undefined (NaN) and so not in the per-patient "
+                    "mean; lesion.<rule>.reference_convention: per-patient lesion precision with a patient with "
+                    "nothing marked counted as the rule's reference does (Anima/MSSEG-2016: 0, WMH-2017: 1). "
+                    "See plaquenet/evaluate/volume.py",
 }
 
 LESION_2D_CONNECTIVITY = 8  # per-slice components (lesions.py: 4 or 8 = 2D)
 
 
-def load_forward(engine: str, deploy: PathLike, snapshot: PathLike, device: str = "cpu") -> Forward:
+def load_forward(engine: str, deploy: PathLike, snapshot: PathLike, device: str = "cpu",
+                 precision: str = "fp32") -> Forward:
     """The engine's forward for `snapshot`, its output checked to be finite."""
-    return checked(get_engine(engine).load_deploy(deploy, snapshot, device), snapshot)
+    return checked(get_engine(engine).load_deploy(deploy, snapshot, device, precision=precision), snapshot)
 
 
 def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Optional[PathLike] = None,
           engine: str = "torch", device: str = "cpu", out: Optional[PathLike] = None, force: bool = False,
           all_snapshots: bool = False, probabilities_dir: Optional[PathLike] = None,
-          tiles: Optional[PathLike] = None) -> Dict[str, Any]:
+          tiles: Optional[PathLike] = None, whole_volume: bool = True, precision: str = "fp32") -> Dict[str, Any]:
     """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
     write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns.
 
@@ -103,7 +116,11 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
     probabilities_dir: a folder to write `<patient>.nii.gz` probability
     volumes of every patient into (see `save_probabilities`).
     tiles: the tile folder (or its train.txt) the net was trained on, for the
-    §4.3 tile threshold (default COHORT/tiles)."""
+    §4.3 tile threshold (default COHORT/tiles).
+    whole_volume: also score every slice of each test patient (results.json
+    "whole_volume"; only for the snapshot scored in full, not for the curves).
+    precision: the engine's arithmetic (engines.PRECISIONS; fp32 is Caffe's),
+    recorded in results.json."""
     run_snapshots = snapshots_by_iteration(snapshot) if all_snapshots else None
     snapshot = latest_snapshot(snapshot)
     deploy = find_deploy(snapshot, deploy)
@@ -112,18 +129,20 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
     refuse_existing(out, force)  # before loading the net: fail fast
     if probabilities_dir is not None:
         refuse_existing(probabilities_dir, force)
-    about = {"snapshot": str(snapshot), "engine": engine, "device": device, "deploy": str(deploy)}
-    forward = load_forward(engine, deploy, snapshot, device)
+    about = {"snapshot": str(snapshot), "engine": engine, "device": device, "precision": precision,
+             "deploy": str(deploy)}
+    forward = load_forward(engine, deploy, snapshot, device, precision)
     curve = None
     if run_snapshots is not None:
         loss = read_training_loss(snapshot.parent)
         out.parent.mkdir(parents=True, exist_ok=True)
-        earlier = [snapshot_f_measure(load_forward(engine, deploy, path, device), cohort_dir, n, path,
+        earlier = [snapshot_f_measure(load_forward(engine, deploy, path, device, precision), cohort_dir, n, path,
                                       cache_dir=out.parent)
                    for n, path in progress(run_snapshots[:-1], desc="snapshots", unit="snapshot")]
         curve = TrainingCurve(loss, earlier)
     results = score_with_forward(forward, cohort_dir, out, force=force, about=about, curve=curve,
-                                 iteration=run_snapshots[-1][0] if run_snapshots else None, tiles=tiles)
+                                 iteration=run_snapshots[-1][0] if run_snapshots else None, tiles=tiles,
+                                 whole_volume=whole_volume)
     if probabilities_dir is not None:
         save_probabilities(forward, cohort_dir, probabilities_dir, force=force)
     return results
@@ -131,13 +150,15 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
 
 def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, force: bool = False,
                        about: Optional[Dict[str, Any]] = None, curve: Optional[TrainingCurve] = None,
-                       iteration: Optional[int] = None, tiles: Optional[PathLike] = None) -> Dict[str, Any]:
+                       iteration: Optional[int] = None, tiles: Optional[PathLike] = None,
+                       whole_volume: bool = True) -> Dict[str, Any]:
     """The whole evaluation with any `forward` (image_hw -> output_hw) in place of
     a loaded snapshot; writes `out` atomically and returns results.json's
     content (NaN as NaN, not null) plus "out", the folder written.
 
     curve: the earlier snapshots' scores and the loss; this snapshot (at
-    `iteration`) is added to it and curves.csv, curves.png written."""
+    `iteration`) is added to it and curves.csv, curves.png written.
+    whole_volume: add results["whole_volume"] (every slice of each test patient)."""
     out = Path(out)
     refuse_existing(out, force)
     split = _check_split(cohort_dir)
@@ -145,7 +166,7 @@ def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, fo
     with atomic_path(out) as tmp:
         tmp.mkdir()
         with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=tmp) as cache:
-            results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache), tiles)
+            results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache), tiles, whole_volume)
         results = {"snapshot": None, "engine": None, **(about or {}), **results}
         if curve is not None:
             assert iteration is not None, "a training curve needs this snapshot's iteration"
@@ -244,7 +265,8 @@ Curves = Dict[str, Tuple[SweepCurve, float]]   # label -> (precision-recall curv
 
 
 def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any], cache: Path,
-              tiles: Optional[PathLike] = None) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Views, Curves]:
+              tiles: Optional[PathLike] = None,
+              whole_volume: bool = False) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Views, Curves]:
     train = _training_pass(forward, cohort_dir, split["train"], cache)
     chosen = {"network": _best_threshold(train, "output_shw"), "baseline": _best_threshold(train, "image_shw")}
     thresholds = {name: choice.threshold for name, choice in chosen.items()}
@@ -258,7 +280,7 @@ def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any], cac
         thresholds["tiles"] = from_tiles
 
     train_rows = _training_rows(train, thresholds["network"])
-    test = _test_pass(forward, cohort_dir, split["test"], thresholds)
+    test = _test_pass(forward, cohort_dir, split["test"], thresholds, whole_volume=whole_volume)
 
     def split_results(pooled: PixelCounts, per_patient: List[Dict[str, Any]]) -> Dict[str, Any]:
         return {"pixel": _pixel_record(pooled), "per_patient": mean_and_std(per_patient)}
@@ -293,6 +315,8 @@ def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any], cac
         "paper": PAPER,
         "definitions": DEFINITIONS,
     }
+    if whole_volume:
+        results["whole_volume"] = whole_volume_summary(test["volumes"], thresholds["network"])
     curves = {"network output": (histogram_curve(train.network, chosen["network"]), thresholds["network"]),
               "raw intensity (baseline)": (histogram_curve(train.raw, chosen["baseline"]), thresholds["baseline"])}
     return results, train_rows + test["rows"], {"best": test["best"], "worst": test["worst"]}, curves
@@ -312,22 +336,33 @@ def _training_rows(train: TrainingPass, threshold: float) -> List[Dict[str, Any]
 
 
 def _test_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], thresholds: Dict[str, float],
-               lesions: bool = True) -> Dict[str, Any]:
+               lesions: bool = True, whole_volume: bool = False) -> Dict[str, Any]:
     """Counts at each threshold, pooled and per patient, and the slices with the
     best and the worst F-measure at the network threshold (first of equals);
-    lesion-wise counts unless `lesions` is False (the training curves skip them)."""
+    lesion-wise counts unless `lesions` is False (the training curves skip them);
+    with `whole_volume`, every slice forwarded and "volumes" (VolumeCounts of
+    each test patient at the network threshold) added."""
     pooled = {name: PixelCounts() for name in thresholds}
     rows, baseline_rows, scans = [], [], 0
     best = worst = None
     by_rule: Dict[str, Dict[str, LesionCounts]] = {}
     by_rule_2d: Dict[str, Dict[str, LesionCounts]] = {}
-    for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="test scans", unit="patient"):
+    volumes: List[VolumeCounts] = []
+    for scan in progress(iter_scans(cohort_dir, patients), total=len(patients),
+                         desc="test volumes" if whole_volume else "test scans", unit="patient"):
         patient = {name: PixelCounts() for name in thresholds}
         n = 0
+        if whole_volume:  # every slice once; those with plaques are taken from it
+            output_shw = forward_volume(scan.flair_shw, forward)
+            volumes.append(volume_counts(scan.patient, output_shw, scan.mask_shw, scan.voxel_mm,
+                                         thresholds["network"]))
+            slices = lesion_slices_of_volume(scan, output_shw)
+        else:
+            slices = forward_lesion_slices(scan, forward)
         # §5 lesion-wise: the thresholded output placed in a volume, one patient
-        # at a time; slices without plaques are not forwarded and stay unmarked.
+        # at a time; slices without plaques count as unmarked (§4.1 scores only those).
         marked_shw = np.zeros(scan.mask_shw.shape, bool)
-        for s in forward_lesion_slices(scan, forward):
+        for s in slices:
             n += 1
             marked_shw[s.index] = s.output_hw >= thresholds["network"]
             for name, t in thresholds.items():
@@ -356,7 +391,7 @@ def _test_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], thre
                                                      LESION_2D_CONNECTIVITY).items():
                     by_rule_2d.setdefault(rule, {})[scan.patient] = lesion_counts
     return {"pooled": pooled, "rows": rows, "baseline_rows": baseline_rows, "scans": scans,
-            "best": best, "worst": worst, "lesions": by_rule, "lesions_2d": by_rule_2d}
+            "best": best, "worst": worst, "lesions": by_rule, "lesions_2d": by_rule_2d, "volumes": volumes}
 
 
 def _row(patient: str, split: str, slices: int, counts: PixelCounts) -> Dict[str, Any]:

@@ -103,10 +103,12 @@ class SegmentResult:
 
 def segment(study: PathLike, snapshot: PathLike, out: PathLike = paths.SEGMENT_OUT,
             threshold: Optional[float] = None, deploy: Optional[PathLike] = None, min_lesion_mm3: float = 0.0,
-            engine: str = "torch", device: str = "cpu", force: bool = False) -> SegmentResult:
+            engine: str = "torch", device: str = "cpu", force: bool = False,
+            precision: str = "fp32") -> SegmentResult:
     """Segment one patient's study with a snapshot (a .caffemodel or a run folder: its latest);
     write OUT atomically (see the module docstring). `deploy` defaults to the run folder's copy
-    (`engines.snapshots.find_deploy`). InputError on any bad input."""
+    (`engines.snapshots.find_deploy`); `precision`: the engine's arithmetic
+    (fp32: Caffe's), recorded in the outputs. InputError on any bad input."""
     study, out = Path(study), Path(out)
     if not study.is_dir():
         raise InputError(study, "not a folder (give one patient's study folder)")
@@ -123,12 +125,13 @@ def segment(study: PathLike, snapshot: PathLike, out: PathLike = paths.SEGMENT_O
     check_axial(image.path, affine_whs)
     if not np.isfinite(flair_shw).all():
         raise InputError(image.path, "NaN/inf voxels in the FLAIR volume")
-    forward = checked(get_engine(engine).load_deploy(deploy, snapshot, device), snapshot)  # NaN: one line
+    forward = checked(get_engine(engine).load_deploy(deploy, snapshot, device, precision=precision),
+                      snapshot)  # NaN: one line
     probability_shw = forward_volume(flair_shw, forward)
     mask_shw, lesions = plaques(probability_shw, threshold, affine_whs, min_lesion_mm3)
     result = SegmentResult(out, threshold, lesions, mask_shw, probability_shw)
     about = {"snapshot": str(snapshot), "deploy": str(deploy), "engine": engine, "device": device,
-             "threshold": threshold,
+             "precision": precision, "threshold": threshold,
              "threshold_from": threshold_from,
              "min_lesion_mm3": min_lesion_mm3, "connectivity": CONNECTIVITY,
              "flair_source": "dicom" if headers else "nifti", "shape_shw": list(flair_shw.shape),

@@ -61,6 +61,15 @@ def forward_lesion_slices(scan: Scan, forward: Forward) -> Iterator[LesionSlice]
                           apply_network(forward, image_shw[s]))
 
 
+def lesion_slices_of_volume(scan: Scan, output_shw: np.ndarray) -> Iterator[LesionSlice]:
+    """What `forward_lesion_slices` yields, taken from the output already
+    computed on every slice (`forward_volume` of the same scan): no second
+    forward of the slices with plaques."""
+    image_shw = normalise_intensity(scan.flair_shw)
+    for s in scan.lesion_slices():
+        yield LesionSlice(scan.patient, int(s), image_shw[s].copy(), scan.mask_shw[s].copy(), output_shw[s].copy())
+
+
 def forward_volume(flair_shw: np.ndarray, forward: Forward) -> np.ndarray:
     """The network's output on EVERY slice of a (S, H, W) FLAIR volume, float32
     (S, H, W): the whole probability volume (--save-probabilities, `segment`),

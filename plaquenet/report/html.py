@@ -107,6 +107,61 @@ def _lesion_row(label: str, components: str, r: Dict[str, Any]) -> str:
             + f"<td>{volumes}</td></tr>")
 
 
+_RULE_LABELS = (("MSSEG-2016", "msseg2016"), ("WMH-2017", "wmh2017"))
+_WORDS = {"precision": "precision", "recall": "recall", "sensitivity": "sensitivity", "f1": "F1",
+          "automatic_components": "automatic components", "false_positives": "false positives"}
+# (row label, key under results["test"] (the paper's protocol), key under results["whole_volume"])
+WHOLE_VOLUME_ROWS = (
+    *((f"pixel {_WORDS[m]}, pooled", f"pixel.{m}", f"pixel.{m}") for m in ("precision", "recall", "f1")),
+    *((f"{label}: lesion {_WORDS[m]}", f"lesion.{rule}.{m}", f"lesion.{rule}.{m}") for label, rule in _RULE_LABELS
+      for m in ("sensitivity", "precision", "f1", "automatic_components", "false_positives")),
+)
+# (row label, key of {mean, std, n} under results["whole_volume"], key of the count left out)
+WHOLE_VOLUME_PER_PATIENT = (
+    *((f"pixel {_WORDS[m]}", f"per_patient.{m}", f"left_out.{m}") for m in ("precision", "recall", "f1")),
+    *((f"{label}: lesion {_WORDS[m]}", f"lesion.{rule}.per_patient.{m}", f"lesion.{rule}.left_out.{m}")
+      for label, rule in _RULE_LABELS for m in ("sensitivity", "precision", "f1")),
+)
+
+
+def whole_volume_section(results: Dict[str, Any]) -> str:
+    """Every slice of each test patient beside the paper's protocol; "" when
+    results.json has no "whole_volume" (score --no-whole-volume)."""
+    volume = results.get("whole_volume")
+    if not volume:
+        return ""
+    rows = ["<tr><th></th><th>slices with plaques (&sect;4.1)</th><th>whole volume</th></tr>"]
+    for label, paper_key, volume_key in WHOLE_VOLUME_ROWS:
+        rows.append(f"<tr><td>{html.escape(label)}</td><td>{_fmt(_get(results.get('test'), paper_key), 4)}</td>"
+                    f"<td>{_fmt(_get(volume, volume_key), 4)}</td></tr>")
+    spread = ["<tr><th>whole volume, per patient</th><th>mean &plusmn; std</th><th>patients counted</th>"
+              "<th>left out (undefined)</th></tr>"]
+    for label, key, dropped in WHOLE_VOLUME_PER_PATIENT:
+        summary = _get(volume, key) or {}
+        spread.append(f"<tr><td>{html.escape(label)}</td><td>{_mean_std(summary)}</td><td>{_fmt(summary.get('n'))}</td>"
+                      f"<td>{_fmt(_get(volume, dropped))}</td></tr>")
+    for label, rule in _RULE_LABELS:
+        convention = _get(volume, f"lesion.{rule}.reference_convention") or {}
+        spread.append(f"<tr><td>{html.escape(label)}: lesion precision, nothing marked = "
+                      f"{_fmt(convention.get('empty_precision'))} ({html.escape(str(convention.get('source', '')))})"
+                      f"</td><td>{_mean_std(convention.get('precision'))}</td>"
+                      f"<td>{_fmt(_get(convention, 'precision.n'))}</td><td>0</td></tr>")
+    counts = volume.get("counts", {})
+    return f"""<h2>Whole volumes (every slice of each test patient)</h2>
+<p>The paper scores only the slices that contain plaques (&sect;4.1), so a false alarm on any other
+slice is never counted; here every slice of each of the {_fmt(counts.get('patients'))} test patients
+({_fmt(counts.get('slices'))} slices, {_fmt(counts.get('plaque_slices'))} with plaques) is scored, as
+MSSEG-2016 and WMH-2017 evaluate and as <code>plaquenet segment</code> runs, at the same threshold.
+Components in 3D per patient; a patient whose metric is undefined (nothing marked, or no plaque)
+is left out of that per-patient mean.</p>
+<table>
+{chr(10).join(rows)}
+</table>
+<table>
+{chr(10).join(spread)}
+</table>"""
+
+
 def run_table(results: Dict[str, Any]) -> str:
     keys = ("snapshot", "engine", "device", "deploy", "cohort", "cohort_dir", "date", "plaquenet")
     return "<table>\n" + "\n".join(f"<tr><td>{k}</td><td><code>{_fmt(results.get(k))}</code></td></tr>"
@@ -143,6 +198,7 @@ k times), at the network threshold, over the slices that contain plaques (the on
 ones scored; other slices count as unmarked). Counts pooled over patients; definitions in
 results.json and <code>plaquenet/evaluate/lesions.py</code>.</p>
 {lesion_table(results)}
+{whole_volume_section(results)}
 <h2>Figures</h2>
 {figure_html}
 <h2>What was run</h2>

@@ -264,3 +264,81 @@ def test_save_probabilities_writes_every_slice_of_every_patient(tiny_run, tmp_pa
     assert main(["score", "--snapshot", str(snapshot), "--cohort", str(cohort_dir), "--deploy", str(deploy),
                  "--out", str(tmp_path / "other"), "--save-probabilities", str(probabilities)]) == 2
     assert not (tmp_path / "other").exists()
+
+
+# --- whole volumes: every slice of each test patient, beside the paper's protocol (#14)
+
+def test_whole_volume_scores_every_slice_of_every_test_patient(cohort, tmp_path):
+    write_split(cohort, {"train": ["P001", "P002"], "test": ["P003", "P004", "P005"]})  # P003: no plaque
+    out = tmp_path / "score"
+    score_with_forward(identity, cohort, out)
+    saved = json.loads((out / "results.json").read_text())
+    volume = saved["whole_volume"]
+    assert volume["threshold"] == saved["threshold"]
+    assert volume["counts"] == {"patients": 3, "patients_with_plaques": 2, "slices": 12, "plaque_slices": 4}
+    assert [r["patient"] for r in volume["patients"]] == ["P003", "P004", "P005"]
+    # Pixel counts by hand over every slice (the identity network: output = normalised input).
+    tp = fp = fn = 0
+    with h5py.File(cohort / "cohort.h5", "r") as f:
+        for p, row in zip(("P003", "P004", "P005"), volume["patients"]):
+            pred = normalise_intensity(f["patients"][p]["flair"][...]) >= saved["threshold"]
+            truth = f["patients"][p]["mask"][...].astype(bool)
+            counts = ((pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum())
+            assert (row["tp"], row["fp"], row["fn"]) == counts
+            tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
+    assert (volume["pixel"]["tp"], volume["pixel"]["fp"], volume["pixel"]["fn"]) == (tp, fp, fn)
+    assert volume["pixel"]["fp"] > saved["test"]["pixel"]["fp"]  # false alarms off the paper's slices
+    assert volume["left_out"]["recall"] == 1  # P003 has nothing to find
+    for rule in ("msseg2016", "wmh2017"):
+        lesion = volume["lesion"][rule]
+        assert lesion["reference_lesions"] == saved["test"]["lesion"][rule]["reference_lesions"]
+        assert lesion["left_out"]["sensitivity"] == 1 and "reference_convention" in lesion
+    assert "whole_volume" in saved["definitions"]
+    page = (out / "report.html").read_text()
+    assert "Whole volumes (every slice of each test patient)" in page and "Anima" in page
+
+
+def test_whole_volume_forwards_each_test_slice_once(cohort, tmp_path):
+    calls = []
+
+    def counting(image_hw):
+        calls.append(image_hw.shape)
+        return image_hw
+
+    score_with_forward(counting, cohort, tmp_path / "paper", whole_volume=False)
+    paper = len(calls)
+    calls.clear()
+    score_with_forward(counting, cohort, tmp_path / "whole")
+    # train: 4 slices with plaques; test: 4 of P004 and P005's 8 slices, or all 8 (plaque slices reused)
+    assert (paper, len(calls)) == (4 + 4, 4 + 8)
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("paper", "whole"))
+    assert "whole_volume" not in a and "Whole volumes" not in (tmp_path / "paper" / "report.html").read_text()
+    assert a["test"] == b["test"] and a["threshold"] == b["threshold"]  # the paper's figures unchanged
+
+
+def test_cli_no_whole_volume_and_all_snapshots_does_it_only_for_the_latest(cohort, tiny_run, monkeypatch, capsys):
+    import plaquenet.score
+
+    run_dir, deploy = tiny_run
+    volumes = []
+    real = plaquenet.score.forward_volume
+    monkeypatch.setattr(plaquenet.score, "forward_volume", lambda flair, fwd: volumes.append(1) or real(flair, fwd))
+    assert main(["score", "--all-snapshots", str(run_dir), "--cohort", str(cohort), "--deploy", str(deploy)]) == 0
+    assert len(volumes) == 2  # the two test patients, once: for the snapshot results.json reports
+    assert "whole volumes" in capsys.readouterr().out
+    assert "whole_volume" in json.loads((run_dir / "score" / "results.json").read_text())
+    volumes.clear()
+    assert main(["score", "--snapshot", str(run_dir), "--cohort", str(cohort), "--deploy", str(deploy),
+                 "--force", "--no-whole-volume"]) == 0
+    assert not volumes and "whole_volume" not in json.loads((run_dir / "score" / "results.json").read_text())
+
+
+def test_score_in_bf16_records_its_precision_and_stays_near_fp32(cohort, tiny_run, tmp_path):
+    run_dir, deploy = tiny_run
+    exact = score(run_dir, cohort_dir=cohort, deploy=deploy, out=tmp_path / "fp32", whole_volume=False)
+    rounded = score(run_dir, cohort_dir=cohort, deploy=deploy, out=tmp_path / "bf16", whole_volume=False,
+                    precision="bf16")
+    written = json.loads((tmp_path / "bf16" / "results.json").read_text())
+    assert (exact["precision"], written["precision"]) == ("fp32", "bf16")
+    assert written["test"]["pixel"]["f1"] == pytest.approx(exact["test"]["pixel"]["f1"], abs=0.05)
+    assert rounded["threshold"] == pytest.approx(exact["threshold"], abs=0.02)
