@@ -24,7 +24,7 @@ the first row, as in Caffe."""
 import csv
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import torch
 
@@ -199,8 +199,8 @@ def _solve(param: "caffe_pb2.SolverParameter", net: Net, test_nets: TestNets, st
            requests: SignalRequests) -> Tuple[Optional[Path], Optional[float], bool]:
     """Solver::Solve and Step, with `requests`' handlers in place throughout:
     (last snapshot, smoothed loss, whether a signal stopped the run)."""
-    start, smoothed = state.iter, 0.0
-    losses: List[float] = []
+    start = state.iter
+    book = _LossBook(table, param.average_loss, param.iter_size, every=1 if net.device.type == "cpu" else READ_EVERY)
     last_snapshot: Optional[Path] = None
     stopped = False
     timer, last_display = time.perf_counter(), start
@@ -222,23 +222,23 @@ def _solve(param: "caffe_pb2.SolverParameter", net: Net, test_nets: TestNets, st
                     stopped = True
                     break
             display = param.display and it % param.display == 0
-            loss = 0.0
+            parts = []
             for _ in range(param.iter_size):
                 blobs, objective = net()
                 if objective is None:
                     raise InputError(net.source, "the train net has no loss (no top with a loss_weight)")
                 objective.backward()
-                loss += objective.item()
-            loss /= param.iter_size
-            smoothed = _smoothed_loss(losses, smoothed, loss, it - start, param.average_loss)
+                parts.append(objective.detach())
+            step_before = state.current_step
+            rate, state.current_step = learning_rate(param, it, state.current_step)
+            book.add(it, parts, rate)
             if display:
+                smoothed = book.read()
                 now = time.perf_counter()
                 lapse = now - timer
                 log.iteration(it, (it - last_display) / (lapse or 1), lapse, param.display, smoothed)
                 timer, last_display = now, it
                 log.net_outputs(_output_values(net, blobs))
-            step_before = state.current_step
-            rate, state.current_step = learning_rate(param, it, state.current_step)
             if param.lr_policy == "multistep" and state.current_step != step_before:
                 log.multistep(it, state.current_step)
             if display:
@@ -248,16 +248,17 @@ def _solve(param: "caffe_pb2.SolverParameter", net: Net, test_nets: TestNets, st
                 log.clipping(clipped[0], param.clip_gradients, clipped[1])
             apply_update(param, net.learnable, state, rate)
             state.iter += 1
-            table.row(it, loss, smoothed, rate)
+            book.stamp()
             effect = requests.effect()   # Step: one signal, read after the update
             if (param.snapshot and state.iter % param.snapshot == 0) or effect == SNAPSHOT:
                 snapshot()
             estimate.iteration_done(state.iter)
             bar.update(1)
-            bar.set_postfix(loss=f"{smoothed:.4g}", refresh=False)
+            bar.set_postfix(loss=f"{book.smoothed:.4g}", refresh=False)
             if effect == STOP:
                 stopped = True
                 break
+        book.write()
         bar.close()
         if param.snapshot_after_train and (not param.snapshot or state.iter % param.snapshot != 0):
             snapshot()
@@ -266,12 +267,11 @@ def _solve(param: "caffe_pb2.SolverParameter", net: Net, test_nets: TestNets, st
             with torch.no_grad():
                 _, objective = net()
             if objective is not None:
-                smoothed = _smoothed_loss(losses, smoothed, objective.item(), state.iter - start, param.average_loss)
-                log.final_loss(state.iter, smoothed)
+                log.final_loss(state.iter, book.closing(objective.item()))
         if not stopped and param.test_interval and state.iter % param.test_interval == 0:
             _test_all(param, test_nets, state.iter, log, stop_requested)   # a stop here only cuts the test
     log.done(stopped_early=stopped)
-    return last_snapshot, (smoothed if state.iter > start else None), stopped
+    return last_snapshot, (book.smoothed if state.iter > start else None), stopped
 
 
 def _test_requests(requests: SignalRequests, snapshot: Callable[[], None]) -> bool:
@@ -286,6 +286,62 @@ def _test_requests(requests: SignalRequests, snapshot: Callable[[], None]) -> bo
             stop = True
         effect = requests.effect()
     return stop
+
+
+# On a GPU the losses are read from the device (a host sync) once per this many
+# iterations, or at a display line, whichever comes first; on a CPU every iteration.
+READ_EVERY = 50
+
+
+class _LossBook:
+    """Each iteration's loss, smoothed loss (Caffe's UpdateSmoothedLoss) and
+    train.csv row. The losses stay on the device until `read` (a display line
+    needs one) or until `every` rows wait, so a GPU is not stopped each
+    iteration; the values, and their order of summation, are the same."""
+
+    def __init__(self, table: "_Csv", average_loss: int, iter_size: int, every: int) -> None:
+        self.table, self.average_loss, self.iter_size, self.every = table, average_loss, iter_size, every
+        self.losses: List[float] = []
+        self.smoothed, self.count = 0.0, 0
+        self.unread: List[Tuple[List[torch.Tensor], List[Any]]] = []   # (loss parts, its row)
+        self.rows: List[List[Any]] = []   # [iter, loss, smoothed, lr, seconds], waiting to be written
+
+    def add(self, it: int, parts: List[torch.Tensor], rate: float) -> None:
+        row: List[Any] = [it, None, None, rate, None]
+        self.unread.append((parts, row))
+        self.rows.append(row)
+
+    def read(self) -> float:
+        """The smoothed loss after every iteration added so far."""
+        for parts, row in self.unread:
+            loss = 0.0
+            for part in parts:
+                loss += part.item()
+            row[1] = loss / self.iter_size
+            row[2] = self._smooth(row[1])
+        self.unread.clear()
+        return self.smoothed
+
+    def stamp(self) -> None:
+        """The last iteration is done (updated): its time; write when `every` rows wait."""
+        self.rows[-1][4] = self.table.seconds()
+        if len(self.rows) >= self.every:
+            self.write()
+
+    def write(self) -> None:
+        self.read()
+        for it, loss, smoothed, rate, seconds in self.rows:
+            self.table.row(it, loss, smoothed, rate, seconds)
+        self.rows.clear()
+
+    def closing(self, loss: float) -> float:
+        """Caffe's closing forward pass: its loss smoothed in, no row."""
+        return self._smooth(loss)
+
+    def _smooth(self, loss: float) -> float:
+        self.smoothed = _smoothed_loss(self.losses, self.smoothed, loss, self.count, self.average_loss)
+        self.count += 1
+        return self.smoothed
 
 
 def _smoothed_loss(losses: List[float], smoothed: float, loss: float, k: int, average_loss: int) -> float:
@@ -473,8 +529,12 @@ class _Csv:
             self.writer.writerow(["iter", "loss", "smoothed_loss", "lr", "seconds"])
         self.started = time.perf_counter()
 
-    def row(self, it: int, loss: float, smoothed: float, lr: float) -> None:
-        seconds = self.offset + time.perf_counter() - self.started
+    def seconds(self) -> float:
+        """The run's seconds so far (continued across resumes)."""
+        return self.offset + time.perf_counter() - self.started
+
+    def row(self, it: int, loss: float, smoothed: float, lr: float, seconds: Optional[float] = None) -> None:
+        seconds = self.seconds() if seconds is None else seconds
         self.writer.writerow([it, f"{loss:.9g}", f"{smoothed:.9g}", f"{lr:.9g}", f"{seconds:.3f}"])
 
     def __enter__(self) -> "_Csv":

@@ -3,6 +3,7 @@ log, resume, a test net."""
 
 import numpy as np
 import pytest
+import torch
 
 import tiny_nets
 from plaquenet.caffe.snapshot import (blob_proto, caffemodel_weights, read_caffemodel, read_solverstate,
@@ -311,3 +312,43 @@ def test_a_test_layer_that_cannot_share_the_train_blobs_stops_the_first_test(tra
         assert log.rstrip().endswith("Iteration 0, Testing net (#0)")
     else:
         assert train("solver.prototxt").iterations == 4
+
+
+class _Rows:
+    """train.csv's writer, in memory."""
+
+    def __init__(self):
+        self.rows, self.clock = [], 0.0
+
+    def seconds(self):
+        self.clock += 1.0
+        return self.clock
+
+    def row(self, it, loss, smoothed, lr, seconds=None):
+        self.rows.append((it, loss, smoothed, lr, seconds))
+
+
+def test_losses_read_from_the_device_in_batches_give_the_same_rows_as_each_iteration():
+    """The GPU path reads losses once per `every` iterations (no host sync per iteration):
+    the rows, smoothed losses and times are those of reading each one at once."""
+    from plaquenet.engines.torch.train import _LossBook
+
+    rng = np.random.default_rng(2)
+    parts = [[torch.tensor(v, dtype=torch.float32) for v in rng.random(2)] for _ in range(7)]
+    books = {}
+    for every in (1, 4):
+        table = _Rows()
+        book = _LossBook(table, average_loss=3, iter_size=2, every=every)
+        written = []
+        for it, loss_parts in enumerate(parts):
+            book.add(it, loss_parts, rate=0.01 * it)
+            if it == 5:
+                book.read()   # a display line: the losses so far are read, the rows still wait
+            book.stamp()
+            written.append(len(table.rows))
+        book.write()
+        books[every] = (table.rows, written, book.closing(0.5))
+    assert books[4][0] == books[1][0] and books[4][2] == books[1][2]
+    assert books[1][1] == [1, 2, 3, 4, 5, 6, 7] and books[4][1] == [0, 0, 0, 4, 4, 4, 4]
+    first = books[1][0][0]
+    assert first[1] == pytest.approx((parts[0][0].item() + parts[0][1].item()) / 2) and first[2] == first[1]
