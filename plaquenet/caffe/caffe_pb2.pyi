@@ -147,7 +147,7 @@ class InputParameter(_message.Message):
     def __init__(self, shape: _Optional[_Iterable[_Union[BlobShape, _Mapping]]] = ...) -> None: ...
 
 class LayerParameter(_message.Message):
-    __slots__ = ["blobs", "bottom", "convolution_param", "exclude", "hdf5_data_param", "include", "input_param", "loss_param", "loss_weight", "name", "param", "phase", "prelu_param", "propagate_down", "relu_param", "sigmoid_param", "top", "transform_param", "type"]
+    __slots__ = ["blobs", "bottom", "convolution_param", "exclude", "hdf5_data_param", "include", "input_param", "loss_param", "loss_weight", "name", "param", "phase", "prelu_param", "propagate_down", "python_param", "relu_param", "sigmoid_param", "top", "transform_param", "type"]
     BLOBS_FIELD_NUMBER: _ClassVar[int]
     BOTTOM_FIELD_NUMBER: _ClassVar[int]
     CONVOLUTION_PARAM_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,7 @@ class LayerParameter(_message.Message):
     PHASE_FIELD_NUMBER: _ClassVar[int]
     PRELU_PARAM_FIELD_NUMBER: _ClassVar[int]
     PROPAGATE_DOWN_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_PARAM_FIELD_NUMBER: _ClassVar[int]
     RELU_PARAM_FIELD_NUMBER: _ClassVar[int]
     SIGMOID_PARAM_FIELD_NUMBER: _ClassVar[int]
     TOP_FIELD_NUMBER: _ClassVar[int]
@@ -181,12 +182,13 @@ class LayerParameter(_message.Message):
     phase: Phase
     prelu_param: PReLUParameter
     propagate_down: _containers.RepeatedScalarFieldContainer[bool]
+    python_param: PythonParameter
     relu_param: ReLUParameter
     sigmoid_param: SigmoidParameter
     top: _containers.RepeatedScalarFieldContainer[str]
     transform_param: TransformationParameter
     type: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., bottom: _Optional[_Iterable[str]] = ..., top: _Optional[_Iterable[str]] = ..., phase: _Optional[_Union[Phase, str]] = ..., loss_weight: _Optional[_Iterable[float]] = ..., param: _Optional[_Iterable[_Union[ParamSpec, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[BlobProto, _Mapping]]] = ..., propagate_down: _Optional[_Iterable[bool]] = ..., include: _Optional[_Iterable[_Union[NetStateRule, _Mapping]]] = ..., exclude: _Optional[_Iterable[_Union[NetStateRule, _Mapping]]] = ..., transform_param: _Optional[_Union[TransformationParameter, _Mapping]] = ..., loss_param: _Optional[_Union[LossParameter, _Mapping]] = ..., convolution_param: _Optional[_Union[ConvolutionParameter, _Mapping]] = ..., hdf5_data_param: _Optional[_Union[HDF5DataParameter, _Mapping]] = ..., input_param: _Optional[_Union[InputParameter, _Mapping]] = ..., prelu_param: _Optional[_Union[PReLUParameter, _Mapping]] = ..., relu_param: _Optional[_Union[ReLUParameter, _Mapping]] = ..., sigmoid_param: _Optional[_Union[SigmoidParameter, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., bottom: _Optional[_Iterable[str]] = ..., top: _Optional[_Iterable[str]] = ..., phase: _Optional[_Union[Phase, str]] = ..., loss_weight: _Optional[_Iterable[float]] = ..., param: _Optional[_Iterable[_Union[ParamSpec, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[BlobProto, _Mapping]]] = ..., propagate_down: _Optional[_Iterable[bool]] = ..., include: _Optional[_Iterable[_Union[NetStateRule, _Mapping]]] = ..., exclude: _Optional[_Iterable[_Union[NetStateRule, _Mapping]]] = ..., transform_param: _Optional[_Union[TransformationParameter, _Mapping]] = ..., loss_param: _Optional[_Union[LossParameter, _Mapping]] = ..., convolution_param: _Optional[_Union[ConvolutionParameter, _Mapping]] = ..., hdf5_data_param: _Optional[_Union[HDF5DataParameter, _Mapping]] = ..., input_param: _Optional[_Union[InputParameter, _Mapping]] = ..., prelu_param: _Optional[_Union[PReLUParameter, _Mapping]] = ..., relu_param: _Optional[_Union[ReLUParameter, _Mapping]] = ..., sigmoid_param: _Optional[_Union[SigmoidParameter, _Mapping]] = ..., python_param: _Optional[_Union[PythonParameter, _Mapping]] = ...) -> None: ...
 
 class LossParameter(_message.Message):
     __slots__ = ["ignore_label", "normalization", "normalize"]
@@ -271,6 +273,18 @@ class ParamSpec(_message.Message):
     name: str
     share_mode: ParamSpec.DimCheckMode
     def __init__(self, name: _Optional[str] = ..., share_mode: _Optional[_Union[ParamSpec.DimCheckMode, str]] = ..., lr_mult: _Optional[float] = ..., decay_mult: _Optional[float] = ...) -> None: ...
+
+class PythonParameter(_message.Message):
+    __slots__ = ["layer", "module", "param_str", "share_in_parallel"]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    PARAM_STR_FIELD_NUMBER: _ClassVar[int]
+    SHARE_IN_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    module: str
+    param_str: str
+    share_in_parallel: bool
+    def __init__(self, module: _Optional[str] = ..., layer: _Optional[str] = ..., param_str: _Optional[str] = ..., share_in_parallel: bool = ...) -> None: ...
 
 class ReLUParameter(_message.Message):
     __slots__ = ["engine", "negative_slope"]

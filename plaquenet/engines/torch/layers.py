@@ -388,6 +388,12 @@ def build_silence(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],
     return Silence(), []
 
 
+def build_python(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape], build: Build) -> Tuple[Layer, List[Shape]]:
+    """`type: "Python"`: the losses of plaquenet/caffe_layers.py, natively (python_layers.py)."""
+    from .python_layers import build_python_layer   # here: python_layers imports this module
+    return build_python_layer(layer, bottoms, build)
+
+
 # --- data ------------------------------------------------------------------
 
 class Input(Layer):
@@ -451,5 +457,6 @@ LAYERS: Dict[str, Builder] = {
     "Sigmoid": build_sigmoid,
     "EuclideanLoss": build_euclidean_loss,
     "SigmoidCrossEntropyLoss": build_sigmoid_cross_entropy_loss,
+    "Python": build_python,
     "Silence": build_silence,
 }
