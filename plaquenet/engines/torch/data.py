@@ -60,16 +60,27 @@ class HDF5Rows:
     def next_batch(self) -> List[np.ndarray]:
         out = [np.empty(s, dtype=np.float32) for s in self.top_shapes]
         filled = 0
+        for _, arrays, rows in self.next_parts():
+            for dst, src in zip(out, arrays):
+                dst[filled:filled + len(rows)] = src[rows]
+            filled += len(rows)
+        return out
+
+    def next_parts(self) -> List[Tuple[int, List[np.ndarray], np.ndarray]]:
+        """The next batch as the rows it takes from each file, in order: (the
+        file's index in `files`, its arrays, the row indices). `next_batch`
+        copies them out; a reader that keeps the files on a GPU gathers them there."""
+        parts = []
+        filled = 0
         while filled < self.batch_size:
             take = min(self.batch_size - filled, len(self.row_order) - self.current_row)
-            rows = self.row_order[self.current_row:self.current_row + take]
-            for dst, src in zip(out, self.arrays):
-                dst[filled:filled + take] = src[rows]
+            rows = self.row_order[self.current_row:self.current_row + take].copy()   # the order is reshuffled in place
+            parts.append((int(self.file_order[self.current_file]), self.arrays, rows))
             filled += take
             self.current_row += take
             if self.current_row == len(self.row_order):
                 self._next_file()
-        return out
+        return parts
 
     def _next_file(self) -> None:
         if len(self.files) > 1:

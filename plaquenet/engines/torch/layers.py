@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -422,14 +423,39 @@ def build_input(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape], build: 
 
 
 class HDF5Data(Layer):
+    """The rows `HDF5Rows` picks, as tensors on the net's device. On a GPU
+    (`resident`) each file's datasets are copied to the device once, when the
+    reader first takes rows from it, and every batch is gathered there: only
+    the row indices cross the bus, so no iteration waits for a host copy. The
+    paper's 7,856 tiles of 50x50 with their labels are 157 MB in float32."""
     is_data = True
 
-    def __init__(self, rows: HDF5Rows, device: torch.device) -> None:
+    def __init__(self, rows: HDF5Rows, device: torch.device, resident: Optional[bool] = None) -> None:
         super().__init__()
         self.rows, self.device = rows, device
+        self.resident = device.type != "cpu" if resident is None else resident
+        self._on_device: Dict[int, List[torch.Tensor]] = {}
 
     def forward(self, feed: Optional[Dict[str, torch.Tensor]] = None) -> Tops:
-        return tuple(torch.from_numpy(a).to(self.device, non_blocking=True) for a in self.rows.next_batch())
+        if not self.resident:
+            return tuple(torch.from_numpy(a).to(self.device, non_blocking=True) for a in self.rows.next_batch())
+        parts = [(self._file_on_device(file, arrays), self._indices(rows)) for file, arrays, rows in self.rows.next_parts()]
+        tops = []
+        for top in range(len(self.rows.tops)):
+            pieces = [tensors[top].index_select(0, rows) for tensors, rows in parts]
+            tops.append(pieces[0] if len(pieces) == 1 else torch.cat(pieces))
+        return tuple(tops)
+
+    def _file_on_device(self, file: int, arrays: List[np.ndarray]) -> List[torch.Tensor]:
+        if file not in self._on_device:
+            self._on_device[file] = [torch.from_numpy(a).to(self.device) for a in arrays]
+        return self._on_device[file]
+
+    def _indices(self, rows: np.ndarray) -> torch.Tensor:
+        indices = torch.from_numpy(rows.astype(np.int64))
+        if self.device.type == "cuda":
+            indices = indices.pin_memory()   # an asynchronous copy: the host goes on
+        return indices.to(self.device, non_blocking=True)
 
 
 def build_hdf5_data(layer: "caffe_pb2.LayerParameter", bottoms: List[Shape],

@@ -158,3 +158,22 @@ def test_bool_datasets_are_refused_as_caffe_does(tmp_path):
     (tmp_path / "list.txt").write_text(str(tmp_path / "b.h5"))
     with pytest.raises(InputError, match="float or integer"):
         HDF5Rows(tmp_path / "list.txt", ["data", "label"], batch_size=2)
+
+
+def test_tiles_kept_on_the_device_give_the_batches_read_from_the_host(tmp_path):
+    """The GPU path (HDF5Data `resident`: each file copied to the device once, batches
+    gathered there) serves the same rows in the same order, across files and shuffles."""
+    import torch
+
+    from plaquenet.engines.torch.layers import HDF5Data
+
+    write_h5(tmp_path / "a.h5", 0, 5)
+    write_h5(tmp_path / "b.h5", 10, 3)
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'a.h5'}\n{tmp_path / 'b.h5'}\n")
+    layers = {resident: HDF5Data(HDF5Rows(tmp_path / "list.txt", ["data", "label"], 3, shuffle=True),
+                                 torch.device("cpu"), resident=resident) for resident in (False, True)}
+    for _ in range(9):   # three passes over the 8 rows: batches span both files, orders reshuffled
+        host, device = layers[False](), layers[True]()
+        for a, b in zip(host, device):
+            assert torch.equal(a, b)
+    assert sorted(layers[True]._on_device) == [0, 1]   # each file copied once
