@@ -27,6 +27,9 @@ patient or absent for all; `load_scan` and `iter_scans` do not read them,
 The train/test split lives beside it, in `split.json` (paper §4.1: a random
 split by patient). Patient ids are pseudonymous ("P001", ...): nothing from a
 DICOM header or a folder name that could identify a person is stored.
+A person scanned in several sessions (`plaquenet import --bids`) has one
+group per session, "P002-S1", "P002-S2", ...: a volume of its own everywhere,
+but one person to the split (`person`), so never on both sides of it.
 """
 
 import dataclasses
@@ -46,6 +49,7 @@ from .typing import PathLike
 FORMAT = "plaquenet-cohort"
 VERSION = 1
 TEST_FRACTION = 0.2  # §4.1: a random split by patient, 77 train / 19 test of 96
+SESSION_MARK = "-S"  # "P002-S1": the first session of the person P002
 
 
 @dataclasses.dataclass
@@ -269,17 +273,25 @@ def normalise_intensity(flair_shw: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+def person(patient: str) -> str:
+    """The person a cohort group belongs to: "P002-S1" -> "P002"; "P001" -> "P001"."""
+    return patient.split(SESSION_MARK, 1)[0]
+
+
 def make_split(patients: Sequence[str], test_fraction: float = TEST_FRACTION, seed: int = 0) -> Dict[str, Any]:
     """Random split by patient (§4.1: 77 train / 19 test of 96, i.e. about 80/20).
 
-    Every cohort of two or more patients gets at least one patient on each side."""
-    patients = sorted(patients)
-    if len(patients) < 2:
-        raise InputError(None, f"a split needs at least 2 patients, the cohort has {len(patients)}")
-    n_test = min(max(1, int(round(test_fraction * len(patients)))), len(patients) - 1)
-    order = np.random.default_rng(seed).permutation(len(patients))
-    test = sorted(patients[i] for i in order[:n_test])
-    train = sorted(p for p in patients if p not in set(test))
+    The split draws persons (`person`): all sessions of one go to the same side, and
+    the lists name every volume. Every cohort of two or more persons gets at least
+    one on each side."""
+    persons = sorted({person(p) for p in patients})
+    if len(persons) < 2:
+        raise InputError(None, f"a split needs at least 2 patients, the cohort has {len(persons)}")
+    n_test = min(max(1, int(round(test_fraction * len(persons)))), len(persons) - 1)
+    order = np.random.default_rng(seed).permutation(len(persons))
+    test_persons = {persons[i] for i in order[:n_test]}
+    test = sorted(p for p in patients if person(p) in test_persons)
+    train = sorted(p for p in patients if person(p) not in test_persons)
     return {"seed": seed, "test_fraction": test_fraction, "train": train, "test": test}
 
 
@@ -317,6 +329,9 @@ def check_split(split: object, path: PathLike, known: Optional[Sequence[str]] = 
     both = sorted(set(split["train"]) & set(split["test"]))
     if both:
         raise InputError(path, f"patient {both[0]} is in both the train and the test split")
+    both = sorted({person(p) for p in split["train"]} & {person(p) for p in split["test"]})
+    if both:
+        raise InputError(path, f"patient {both[0]} has sessions in both the train and the test split")
     if known is not None:
         unknown = sorted(set(split["train"] + split["test"]) - set(known))
         if unknown:

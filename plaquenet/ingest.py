@@ -16,6 +16,13 @@ TRUTH/regions.json) and plaques_exact.nii.gz (the plaques themselves) become
 the cohort's optional `regions` and `mask_exact`: turned into (S, H, W) as the
 NIfTI FLAIR is, on the FLAIR's grid, resampled with the mask (nearest) under
 `resample`. Each file is there for every patient or for none.
+
+With `--bids` (`import_bids`), STUDIES is a BIDS dataset (`io.bids`): each
+subject's sessions' FLAIR and the lesion masks of one derivatives pipeline.
+Subjects get pseudonyms P001, ... in sorted order of their labels; a subject
+with sessions gives one volume per session, P002-S1, P002-S2, ... in sorted
+order of the session labels (`cohort.person` groups them again for the
+split). No subject or session label, and no participants.tsv column, is written.
 """
 
 import collections
@@ -28,8 +35,9 @@ from typing import Counter, Dict, Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from .cohort import Scan, check_scan, cohort_file, write_cohort
+from .cohort import SESSION_MARK, Scan, check_scan, cohort_file, write_cohort
 from .errors import InputError
+from .io.bids import BidsVolume, find_bids_volumes, read_lesion_mask
 from .io.nifti import read_nifti
 from .io.orientation import SourceVolume, check_axial, to_cohort, voxel_mm
 from .io.study import OUTLINE_SOURCE, check_same_grid, discover_patient, read_flair, read_outlines
@@ -49,6 +57,7 @@ class ImportSummary:
     lesion_slices: int = 0
     sizes: Counter[str] = dataclasses.field(default_factory=collections.Counter)
     truth: Tuple[str, ...] = ()  # the optional datasets imported with --truth
+    subjects: Optional[int] = None  # BIDS: the persons behind the volumes (`patients` counts volumes)
 
     def add(self, scan: Scan) -> None:
         self.patients += 1
@@ -58,8 +67,10 @@ class ImportSummary:
 
     def __str__(self) -> str:
         sizes = ", ".join(f"{size} ({n})" for size, n in sorted(self.sizes.items()))
-        return (f"imported {self.patients} patients (P001-P{self.patients:03d}): {self.slices} slices, "
-                f"{self.lesion_slices} with lesions; slice sizes HxW (patients): {sizes}"
+        who = (f"{self.patients} patients (P001-P{self.patients:03d})" if self.subjects is None else
+               f"{self.subjects} BIDS subjects (P001-P{self.subjects:03d}) as {self.patients} volumes")
+        return (f"imported {who}: {self.slices} slices, {self.lesion_slices} with lesions; "
+                f"slice sizes HxW ({'patients' if self.subjects is None else 'volumes'}): {sizes}"
                 + (f"; truth: {', '.join(self.truth)}" if self.truth else "") + f" -> {self.cohort}")
 
 
@@ -84,13 +95,65 @@ def import_studies(studies_dir: PathLike, cohort_dir: PathLike, resample: Option
         if summary.lesion_slices == 0:
             raise InputError(studies_dir, "no lesions: no patient has any outlined pixel")
 
+    _write_or_nothing(cohort_dir, scans(), created, legend)
+    return summary
+
+
+def import_bids(bids_root: PathLike, cohort_dir: PathLike, pipeline: Optional[str] = None,
+                resample: Optional[str] = None) -> ImportSummary:
+    """Read every session's FLAIR of the BIDS dataset `bids_root` with its lesion mask from
+    derivatives/`pipeline` (default: the only pipeline with lesion masks), write
+    `<cohort_dir>/cohort.h5` atomically. Bad input raises InputError and writes nothing."""
+    shape_hw = parse_size(resample) if resample else None
+    volumes = find_bids_volumes(bids_root, pipeline)
+    ids = bids_pseudonyms(volumes)
+    summary = ImportSummary(cohort=cohort_file(cohort_dir), subjects=len({v.subject for v in volumes}))
+    created = not Path(cohort_dir).exists()
+
+    def scans() -> Iterator[Scan]:
+        for volume, volume_id in zip(progress(volumes, desc="import", unit="volume"), ids):
+            scan = read_bids_volume(volume, volume_id, shape_hw)
+            summary.add(scan)
+            yield scan
+        if summary.lesion_slices == 0:
+            raise InputError(bids_root, "no lesions: no lesion mask has any voxel")
+
+    _write_or_nothing(cohort_dir, scans(), created)
+    return summary
+
+
+def bids_pseudonyms(volumes: List[BidsVolume]) -> List[str]:
+    """P001, P002, ... by sorted subject label; P00n-S1, -S2, ... by sorted session label where the
+    subject has sessions. `volumes` sorted by (subject, session), as `find_bids_volumes` returns them."""
+    subjects = sorted({v.subject for v in volumes})
+    sessions = {s: sorted(v.session for v in volumes if v.subject == s) for s in subjects}
+    return [f"P{subjects.index(v.subject) + 1:03d}"
+            + (f"{SESSION_MARK}{sessions[v.subject].index(v.session) + 1}" if v.session else "") for v in volumes]
+
+
+def read_bids_volume(volume: BidsVolume, volume_id: str, shape_hw: Optional[Tuple[int, int]] = None) -> Scan:
+    """One BIDS session -> Scan in the cohort convention, as a NIfTI patient folder is read."""
+    image = read_nifti(volume.flair)
+    flair_shw, affine_whs = to_cohort(image.data_ijk, image.affine_ras)
+    check_axial(image.path, affine_whs)
+    mask = read_lesion_mask(volume)
+    mask_shw, mask_affine = to_cohort(mask.data_ijk, mask.affine_ras)
+    check_same_grid(volume.mask, mask_shw.shape, mask_affine, image, affine_whs)
+    scan = Scan(volume_id, flair_shw, mask_shw, voxel_mm(affine_whs), affine_whs, flair_source="bids",
+                mask_source="bids-dseg" if volume.lesion_labels else "bids-mask")
+    check_scan(scan, source=image.path)
+    return resample_scan(scan, shape_hw) if shape_hw else scan
+
+
+def _write_or_nothing(cohort_dir: PathLike, scans: Iterator[Scan], created: bool,
+                      legend: Optional[Dict[int, str]] = None) -> None:
+    """write_cohort; on failure also remove the cohort folder if this import created it empty."""
     try:
-        write_cohort(cohort_dir, scans(), regions_legend=legend)
+        write_cohort(cohort_dir, scans, regions_legend=legend)
     except BaseException:
         if created and Path(cohort_dir).is_dir() and not any(Path(cohort_dir).iterdir()):
             Path(cohort_dir).rmdir()
         raise
-    return summary
 
 
 def patient_folders(studies_dir: PathLike) -> List[Path]:
