@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from . import paths
 from .atomic import refuse_existing
-from .engines import ENGINES, EXPORT_FORMATS
+from .engines import ENGINES, EXPORT_FORMATS, PRECISIONS
 from .engines.signals import EFFECTS, SIGHUP_EFFECT, SIGINT_EFFECT
 from .errors import InputError
 
@@ -44,6 +44,12 @@ def _engine_and_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=ENGINES, default="torch",
                    help="torch: plaquenet's Caffe-faithful engine; caffe: real Caffe (pycaffe, `caffe train`)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (gpu is taken for cuda)")
+
+
+def _precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="the arithmetic (default: fp32, Caffe's); bf16 (CPUs with AVX512_BF16 or AMX, GPUs) and "
+                        "tf32 (GPUs): the torch engine's faster modes, not Caffe's numerics (README: Speed)")
 
 
 # --- phantom ---------------------------------------------------------------
@@ -79,22 +85,35 @@ def _run_phantom(args: argparse.Namespace) -> None:
 
 def _add_import(sub: "SubParsers") -> None:
     p = _parser(sub, "import", "DICOM/NIfTI studies + outlines -> cohort store (pseudonymous ids only)")
-    p.add_argument("studies", type=Path, help="folder with one sub-folder per patient")
+    p.add_argument("studies", type=Path, help="folder with one sub-folder per patient (with --bids: a BIDS dataset)")
     p.add_argument("--cohort", type=Path, required=True, help="cohort folder to write (cohort.h5 inside)")
     p.add_argument("--resample", metavar="HxW", default=None,
                    help="resample every slice to this size, e.g. 448x512 (default: keep each scan's own size)")
     p.add_argument("--truth", type=Path, default=None, metavar="TRUTH_DIR",
                    help="also import TRUTH_DIR/<patient folder>/regions.nii.gz and plaques_exact.nii.gz (with "
                         "TRUTH_DIR/regions.json), as `plaquenet phantom` writes them to OUT/truth")
+    p.add_argument("--bids", action="store_true",
+                   help="STUDIES is a BIDS dataset: sub-*/[ses-*/]anat/*_FLAIR.nii.gz, lesion masks from "
+                        "derivatives/<pipeline> (*_desc-lesion_mask or a dseg with a lesion label); one volume "
+                        "per session, a subject's sessions on one side of the split")
+    p.add_argument("--bids-pipeline", default=None, metavar="NAME",
+                   help="with --bids: the derivatives pipeline holding the lesion masks (default: the only one)")
     _force(p, "the cohort store")
 
 
 def _run_import(args: argparse.Namespace) -> None:
     from .cohort import cohort_file
-    from .ingest import import_studies
+    from .ingest import import_bids, import_studies
 
+    if args.bids_pipeline is not None and not args.bids:
+        raise InputError("--bids-pipeline", "only with --bids")
+    if args.bids and args.truth is not None:
+        raise InputError("--truth", "not with --bids")
     refuse_existing(cohort_file(args.cohort), args.force)
-    print(import_studies(args.studies, args.cohort, resample=args.resample, truth_dir=args.truth))
+    if args.bids:
+        print(import_bids(args.studies, args.cohort, pipeline=args.bids_pipeline, resample=args.resample))
+    else:
+        print(import_studies(args.studies, args.cohort, resample=args.resample, truth_dir=args.truth))
 
 
 # --- tiles -----------------------------------------------------------------
@@ -152,6 +171,7 @@ def _add_train(sub: "SubParsers") -> None:
     p.add_argument("--sighup-effect", default=SIGHUP_EFFECT, metavar=effects,
                    help="what SIGHUP does, as `caffe train --sighup_effect`")
     _engine_and_device(p)
+    _precision(p)
     p.add_argument("--force", action="store_true",
                    help="replace an earlier run's snapshots, train.log and train.csv in the run folder "
                         "(otherwise: refuse, unless resuming with --snapshot)")
@@ -162,7 +182,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
     print(train(args.solver, engine=args.engine, weights=args.weights, snapshot=args.snapshot,
                 device=args.device, force=args.force, level=args.level, stages=args.stage or (),
-                sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect))
+                sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect, precision=args.precision))
 
 
 # --- score -----------------------------------------------------------------
@@ -178,6 +198,7 @@ def _add_score(sub: "SubParsers") -> None:
     p.add_argument("--deploy", type=Path, default=None,
                    help=f"deploy prototxt (default: the run folder's copy, else {paths.DEPLOY})")
     _engine_and_device(p)
+    _precision(p)
     p.add_argument("--out", type=Path, default=None, help="folder to write (default: RUN_DIR/score)")
     p.add_argument("--save-probabilities", type=Path, default=None, metavar="DIR",
                    help="also write every patient's probability volume to DIR/<patient>.nii.gz "
@@ -185,6 +206,9 @@ def _add_score(sub: "SubParsers") -> None:
     p.add_argument("--tiles", type=Path, default=None, metavar="TILES",
                    help="the tile folder (or its train.txt) the net was trained on, for the threshold the paper "
                         "first chose on the tiles (§4.3; default: COHORT/tiles)")
+    p.add_argument("--no-whole-volume", action="store_true",
+                   help="skip scoring every slice of each test patient beside the paper's slices with plaques "
+                        "(results.json 'whole_volume'; costs a forward of every test slice)")
     _force(p, "OUT (and DIR)")
 
 
@@ -194,9 +218,10 @@ def _run_score(args: argparse.Namespace) -> None:
     results = score(args.all_snapshots or args.snapshot, cohort_dir=args.cohort, deploy=args.deploy,
                     engine=args.engine, device=args.device, out=args.out, force=args.force,
                     all_snapshots=args.all_snapshots is not None, probabilities_dir=args.save_probabilities,
-                    tiles=args.tiles)
+                    tiles=args.tiles, whole_volume=not args.no_whole_volume, precision=args.precision)
     f1, paper = results["test"]["pixel"]["f1"], results["paper"]["test"]["pixel"]["f1"]
-    print(f"test F-measure {f1:.4f} at threshold {results['threshold']:.4g} (paper: {paper}); "
+    volume = f", whole volumes {results['whole_volume']['pixel']['f1']:.4f}" if "whole_volume" in results else ""
+    print(f"test F-measure {f1:.4f}{volume} at threshold {results['threshold']:.4g} (paper: {paper}); "
           f"report: {results['out']}/report.html")
 
 
@@ -216,6 +241,7 @@ def _add_segment(sub: "SubParsers") -> None:
     p.add_argument("--min-lesion-mm3", type=float, default=0.0,
                    help="drop lesions of this volume or less (0: keep all)")
     _engine_and_device(p)
+    _precision(p)
     _force(p, "OUT")
 
 
@@ -223,7 +249,8 @@ def _run_segment(args: argparse.Namespace) -> None:
     from .segment import segment
 
     print(segment(args.study, args.snapshot, out=args.out, threshold=args.threshold, deploy=args.deploy,
-                  min_lesion_mm3=args.min_lesion_mm3, engine=args.engine, device=args.device, force=args.force))
+                  min_lesion_mm3=args.min_lesion_mm3, engine=args.engine, device=args.device, force=args.force,
+                  precision=args.precision))
 
 
 # --- export ----------------------------------------------------------------
@@ -249,6 +276,26 @@ def _run_export(args: argparse.Namespace) -> None:
     print(f"{done['out']}: {args.format} of {done['deploy']} with {done['snapshot']} ({threshold})")
 
 
+# --- export-nnunet ---------------------------------------------------------
+
+def _add_export_nnunet(sub: "SubParsers") -> None:
+    p = _parser(sub, "export-nnunet", "cohort store + its train/test split -> an nnU-Net v2 raw dataset "
+                                      "(imagesTr, labelsTr, imagesTs, labelsTs, dataset.json)")
+    p.add_argument("--cohort", type=Path, required=True, help="cohort folder with its split (`plaquenet tiles`)")
+    p.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id, 1-999")
+    p.add_argument("--out", type=Path, required=True, help="folder to write DatasetNNN_Name/ into (e.g. nnUNet_raw)")
+    p.add_argument("--name", default=None, help="the Name of DatasetNNN_Name (default: the cohort's name)")
+    _force(p, "a dataset with this id in OUT")
+
+
+def _run_export_nnunet(args: argparse.Namespace) -> None:
+    from .nnunet import export_nnunet
+
+    done = export_nnunet(args.cohort, args.dataset_id, args.out, name=args.name, force=args.force)
+    print(f"{done['out']}: nnU-Net v2 raw dataset, {done['train']} training and {done['test']} test cases "
+          "(the cohort's split, each scan's own geometry)")
+
+
 # --- reproduce -------------------------------------------------------------
 
 def _add_reproduce(sub: "SubParsers") -> None:
@@ -259,7 +306,9 @@ def _add_reproduce(sub: "SubParsers") -> None:
                         "an imported cohort folder to use instead of the preset's phantom",
                         "train to this iteration instead of the preset's (the report says it was shortened)")
     p.add_argument("--run", type=Path, default=None,
-                   help="run folder (default: runs/reproduce, runs/reproduce-quick); a rerun resumes it")
+                   help="run folder (default: runs/reproduce, runs/reproduce-quick; -bf16 or -tf32 appended for "
+                        "those precisions); a rerun resumes it")
+    _precision(p)
     _force(p, "a run folder of another preset or schedule")
 
 
@@ -277,7 +326,8 @@ def _run_reproduce(args: argparse.Namespace) -> None:
     from .experiments.reproduce import reproduce
 
     record = reproduce(args.preset, run_dir=args.run, max_iter=args.max_iter, engine=args.engine,
-                       device=args.device, data_dir=args.data, cohort_dir=args.cohort, force=args.force)
+                       device=args.device, data_dir=args.data, cohort_dir=args.cohort, force=args.force,
+                       precision=args.precision)
     ours = record["ours"]["test_f1"]
     print(f"test F-measure {'n/a' if ours is None else f'{ours:.4f}'} at iteration {record['ours']['iteration']:,} "
           f"(paper: {record['paper']['test']['pixel']['f1']}); {len(record['deviations'])} deviations and the "
@@ -293,29 +343,42 @@ def _add_claims(sub: "SubParsers") -> None:
                         "anatomy or exact masks are then 'not measurable here')",
                         "train each run to this iteration instead")
     p.add_argument("--out", type=Path, default=None, help="folder to write (default: runs/claims-PRESET)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="trainings side by side, each in its own process with cores/JOBS threads (default: one "
+                        "per 8 CPU cores, at least one; one on a GPU)")
     _force(p, "OUT/claims.json (the trainings under OUT/runs are kept and resumed)")
 
 
 def _run_claims(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from .experiments.claims import run_claims
+    from .atomic import refuse_existing
+    from .experiments.claims import default_jobs, plan_claims, prepare_runs, run_claims
     from .experiments.reproduce import PRESETS, reproduce
-    from .experiments.runner import cohort_folder
+    from .experiments.runner import ensure_cohort, train_side_by_side
 
     preset = PRESETS[args.preset]
     schedule = (preset.schedule if args.max_iter is None
                 else dataclasses.replace(preset.schedule, max_iter=args.max_iter))
     out = args.out or Path("runs") / f"claims-{args.preset}"
+    jobs = args.jobs if args.jobs is not None else default_jobs(args.device)
+    if jobs < 1:
+        raise InputError("--jobs", f"must be at least 1, got {jobs}")
     main_run = None
     if args.cohort is None:
+        refuse_existing(out / "claims.json", args.force)   # before hours of training, not after
+        cohort = ensure_cohort(preset.phantom, args.data)
+        if jobs > 1:   # the reproduction's training beside the other two
+            plan = plan_claims(cohort, out, schedule, main_run=preset.run_dir)
+            prepare_runs(plan, args.force)
+            train_side_by_side(list(plan.runs.values()), jobs, engine=args.engine, device=args.device)
         # the paper-protocol training is the reproduction itself: made (or resumed, or reused) first
         record = reproduce(args.preset, max_iter=args.max_iter, engine=args.engine, device=args.device,
                            data_dir=args.data)
         main_run = Path(record["run"])
-    cohort = args.cohort or cohort_folder(preset.phantom, args.data)
+    cohort = args.cohort or ensure_cohort(preset.phantom, args.data)
     done = run_claims(cohort, out, schedule, main_run=main_run, engine=args.engine, device=args.device,
-                      force=args.force)
+                      force=args.force, jobs=jobs)
     for claim in done["claims"]:
         print(f"{claim['id']} ({claim['section']}): {claim['verdict']}: {claim['reason']}")
     print(f"claims table: {done['out']}/claims.md, {done['out']}/claims.html")
@@ -331,6 +394,7 @@ COMMANDS: Dict[str, Tuple[Callable[["SubParsers"], None], Callable[[argparse.Nam
     "score": (_add_score, _run_score),
     "segment": (_add_segment, _run_segment),
     "export": (_add_export, _run_export),
+    "export-nnunet": (_add_export_nnunet, _run_export_nnunet),
     "reproduce": (_add_reproduce, _run_reproduce),
     "claims": (_add_claims, _run_claims),
 }

@@ -104,7 +104,8 @@ def load_forward(engine: str, deploy: PathLike, snapshot: PathLike, device: str 
 def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Optional[PathLike] = None,
           engine: str = "torch", device: str = "cpu", out: Optional[PathLike] = None, force: bool = False,
           all_snapshots: bool = False, probabilities_dir: Optional[PathLike] = None,
-          tiles: Optional[PathLike] = None, whole_volume: bool = True, precision: str = "fp32") -> Dict[str, Any]:
+          tiles: Optional[PathLike] = None, whole_volume: bool = True, precision: str = "fp32",
+          training: Optional[str] = None) -> Dict[str, Any]:
     """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
     write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns.
 
@@ -120,7 +121,9 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
     whole_volume: also score every slice of each test patient (results.json
     "whole_volume"; only for the snapshot scored in full, not for the curves).
     precision: the engine's arithmetic (engines.PRECISIONS; fp32 is Caffe's),
-    recorded in results.json."""
+    recorded in results.json.
+    training: a sentence on how the net was trained (`plaquenet reproduce`:
+    what was shortened), in results.json and at the top of the report."""
     run_snapshots = snapshots_by_iteration(snapshot) if all_snapshots else None
     snapshot = latest_snapshot(snapshot)
     deploy = find_deploy(snapshot, deploy)
@@ -130,7 +133,7 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
     if probabilities_dir is not None:
         refuse_existing(probabilities_dir, force)
     about = {"snapshot": str(snapshot), "engine": engine, "device": device, "precision": precision,
-             "deploy": str(deploy)}
+             "deploy": str(deploy), **({"training": training} if training else {})}
     forward = load_forward(engine, deploy, snapshot, device, precision)
     curve = None
     if run_snapshots is not None:

@@ -61,15 +61,17 @@ PRESETS = {
 
 def reproduce(preset: str = "paper", run_dir: Optional[PathLike] = None, max_iter: Optional[int] = None,
               engine: str = "torch", device: str = "cpu", data_dir: PathLike = paths.DATA,
-              cohort_dir: Optional[PathLike] = None, force: bool = False,
+              cohort_dir: Optional[PathLike] = None, force: bool = False, precision: str = "fp32",
               say: Callable[[str], None] = print) -> Dict[str, Any]:
     """Run (or continue) the preset's experiment; return the record written to
     RUN/reproduction.json. `max_iter` shortens (or extends) the preset's
     schedule; `cohort_dir` takes an imported cohort instead of the preset's
-    phantom. A run folder of another preset or schedule is refused unless `force`."""
+    phantom. A run folder of another preset or schedule is refused unless `force`.
+    `precision`: the torch engine's arithmetic for training and scoring (fp32 is
+    Caffe's; another is a deviation, and its run folder is RUN-<precision>)."""
     chosen = _preset(preset)
     schedule = chosen.schedule if max_iter is None else dataclasses.replace(chosen.schedule, max_iter=max_iter)
-    run = Path(run_dir) if run_dir is not None else chosen.run_dir
+    run = Path(run_dir) if run_dir is not None else precision_run(chosen.run_dir, precision)
     device = get_engine(engine).check_device(device)
     _check_earlier_preset(run, preset, force)
     cohort = Path(cohort_dir) if cohort_dir is not None else cohort_folder(chosen.phantom, data_dir)
@@ -81,6 +83,8 @@ def reproduce(preset: str = "paper", run_dir: Optional[PathLike] = None, max_ite
         ensure_cohort(chosen.phantom, data_dir)
     tiles_dir = ensure_tiles(cohort, spec)
     deviations = _deviations(chosen, schedule, cohort, tiles_dir, cohort_dir is not None)
+    if precision != "fp32":
+        deviations.append(f"precision {precision} (the torch engine's opt-in mode) instead of Caffe's float32")
     say(f"plaquenet reproduce: preset {preset} ({chosen.about}); run {run}; deviations from the paper:"
         + "".join(f"\n  - {d}" for d in deviations))
 
@@ -89,9 +93,10 @@ def reproduce(preset: str = "paper", run_dir: Optional[PathLike] = None, max_ite
         say(f"plaquenet reproduce: training {engine} on {device} from iteration {at} to {total:,}; the estimate "
             "follows the first iterations (rerun to resume from the latest snapshot)")
         estimate = _estimate_reporter(run, cohort, tiles_dir, engine, device, say)
-        train_or_resume(run, engine, device, on_estimate=estimate)
-    results = score_run(run, cohort, engine, device)
-    record = _record(chosen, schedule, engine, device, cohort, tiles_dir, run, deviations, results)
+        train_or_resume(run, engine, device, on_estimate=estimate, precision=precision)
+    results = score_run(run, cohort, engine, device, training=training_note(schedule), precision=precision)
+    record = {**_record(chosen, schedule, engine, device, cohort, tiles_dir, run, deviations, results),
+              "precision": precision}
     wrote = _write_if_new(run / RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     wrote |= _write_if_new(run / SUMMARY, summary_markdown(record))
     if at >= total and not wrote:
@@ -189,6 +194,23 @@ def _deviations(chosen: Preset, schedule: Schedule, cohort: Path, tiles_dir: Pat
 
 
 # --- the record and its summary ----------------------------------------------------
+
+def precision_run(run_dir: Path, precision: str) -> Path:
+    """The default run folder of a preset in `precision`: its own, so that runs
+    in Caffe's arithmetic and in another are never resumed into each other."""
+    return run_dir if precision == "fp32" else run_dir.with_name(f"{run_dir.name}-{precision}")
+
+
+def training_note(schedule: Schedule) -> str:
+    """How the run was trained, for the top of score's report: the schedule's
+    deviations from its solver, SHORTENED when max_iter is below the solver's."""
+    param = schedule.read()
+    changes = schedule.deviations(param)
+    if not changes:
+        return f"{schedule.solver} unchanged"
+    shortened = "SHORTENED: " if schedule.max_iter is not None and schedule.max_iter < param.max_iter else ""
+    return f"{shortened}{schedule.solver} with " + "; ".join(changes) + " (plaquenet reproduce)"
+
 
 def _record(chosen: Preset, schedule: Schedule, engine: str, device: str, cohort: Path, tiles_dir: Path,
             run: Path, deviations: List[str], results: Dict[str, Any]) -> Dict[str, Any]:

@@ -301,7 +301,7 @@ def iterations_left(run_dir: PathLike) -> Tuple[int, int]:
 
 
 def train_or_resume(run_dir: PathLike, engine: str = "torch", device: str = "cpu",
-                    on_estimate: Optional[Callable[[str], None]] = None) -> Path:
+                    on_estimate: Optional[Callable[[str], None]] = None, precision: str = "fp32") -> Path:
     """Train from RUN/solver.prototxt, or resume from its latest .solverstate
     (`plaquenet.train.train(..., snapshot=...)`); nothing when that snapshot
     is already at max_iter. A run killed before its first snapshot restarts
@@ -311,7 +311,7 @@ def train_or_resume(run_dir: PathLike, engine: str = "torch", device: str = "cpu
         return latest_snapshot(run_dir)
     latest = latest_solverstate(run_dir)
     result = train(Path(run_dir) / SOLVER_FILE, engine=engine, device=device, on_estimate=on_estimate,
-                   snapshot=latest[1] if latest else None, force=latest is None)
+                   snapshot=latest[1] if latest else None, force=latest is None, precision=precision)
     return result.last_snapshot or latest_snapshot(run_dir)
 
 
@@ -365,26 +365,31 @@ def _train_process(run_dir: Path, engine: str, device: str, threads: int) -> Opt
 
 
 def score_run(run_dir: PathLike, cohort_dir: PathLike, engine: str = "torch",
-              device: str = "cpu", all_snapshots: bool = True) -> Dict[str, Any]:
+              device: str = "cpu", all_snapshots: bool = True, whole_volume: bool = True,
+              training: Optional[str] = None, precision: str = "fp32") -> Dict[str, Any]:
     """`plaquenet score --all-snapshots RUN` into RUN/score: the Fig. 5 curves
     (curves.csv, curves.png) and the full report of the latest snapshot.
     Reused when RUN/score/results.json was made from the latest snapshot on
     the same cohort (and, with `all_snapshots`, holds the curves), otherwise
     (re)made; without `all_snapshots` only the latest snapshot is scored (no
     curves: what a comparison of end points needs). The §4.3 tile threshold comes from
-    the tiles the run trained on (`run_tiles`). Returns results.json's content
-    plus "out", the score folder."""
+    the tiles the run trained on (`run_tiles`). `whole_volume` and `training`:
+    as for `score` (a comparison of end points needs no whole-volume pass).
+    Returns results.json's content plus "out", the score folder."""
     out = Path(run_dir) / SCORE_DIR
     latest = latest_snapshot(run_dir)
     try:
         results = json.loads((out / "results.json").read_text())
         if (_same_file(results.get("snapshot", ""), latest) and ("training_curve" in results or not all_snapshots)
+                and ("whole_volume" in results or not whole_volume) and results.get("training") == training
+                and results.get("precision", "fp32") == precision
                 and _same_file(results.get("cohort_dir", ""), cohort_dir)):
             return {**results, "out": str(out)}
     except (OSError, ValueError):
         pass
     return score(run_dir, cohort_dir=cohort_dir, engine=engine, device=device, out=out, force=True,
-                 all_snapshots=all_snapshots, tiles=run_tiles(run_dir))
+                 all_snapshots=all_snapshots, tiles=run_tiles(run_dir), whole_volume=whole_volume, training=training,
+                 precision=precision)
 
 
 def run_tiles(run_dir: PathLike) -> Optional[Path]:

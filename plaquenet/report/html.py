@@ -162,8 +162,17 @@ is left out of that per-patient mean.</p>
 </table>"""
 
 
+def training_note(results: Dict[str, Any]) -> str:
+    """What the caller said about how the net was trained (`score(training=...)`:
+    `plaquenet reproduce` says what was shortened), above the results; else nothing."""
+    if not results.get("training"):
+        return ""
+    return f"<p><strong>Training: {html.escape(str(results['training']))}</strong></p>"
+
+
 def run_table(results: Dict[str, Any]) -> str:
-    keys = ("snapshot", "engine", "device", "deploy", "cohort", "cohort_dir", "date", "plaquenet")
+    keys = ("snapshot", "training", "engine", "device", "precision", "deploy", "cohort", "cohort_dir", "date",
+            "plaquenet")
     return "<table>\n" + "\n".join(f"<tr><td>{k}</td><td><code>{_fmt(results.get(k))}</code></td></tr>"
                                    for k in keys if k in results) + "\n</table>"
 
@@ -187,6 +196,7 @@ def write_report(path: PathLike, results: Dict[str, Any], figures: Sequence[Tupl
 <p>Stasiak et al. 2017 (BIOIMAGING), reproduced: full-scan pixel precision, recall and F-measure
 over the axial slices that contain plaques (§4.1), at the threshold that maximises the pooled
 F-measure on the full training scans (§3.3, §4.3).</p>
+{training_note(results)}
 <h2>Results beside the paper</h2>
 {comparison_table(results)}
 <h2>Per patient (mean &plusmn; std over patients)</h2>

@@ -3,6 +3,7 @@ cohorts (issue #17): resuming from the latest snapshot, nothing to do once
 done, the record of deviations, and refusals as one line."""
 
 import csv
+import html
 import json
 from pathlib import Path
 
@@ -112,6 +113,9 @@ def test_reproduce_end_to_end_writes_the_deviations_beside_the_papers_figures(ti
     assert Path(record["figures"]["fig5"]).is_file() and Path(record["report"]).is_file()
     summary = Path("runs/r/reproduction.md").read_text()
     assert "SHORTENED" in summary and "max_iter 2 instead of the paper's 75000" in summary
+    report = Path(record["report"]).read_text()   # score's own report says so too, at its top
+    assert ("<strong>Training: SHORTENED: prototxt/solver.prototxt with "
+            + html.escape("max_iter 2 instead of the paper's 75000")) in report
 
     capsys.readouterr()
     assert main(command) == 0   # a rerun with nothing left to do says so

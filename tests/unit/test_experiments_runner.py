@@ -145,12 +145,22 @@ def test_score_run_reuses_results_of_the_latest_snapshot_only(tmp_path, monkeypa
     run = _run_with_snapshots(tmp_path / "run", 100, 200)
     (run / "score").mkdir()
     results = {"snapshot": str(run / "plaquenet_iter_200.caffemodel"), "cohort_dir": str(tmp_path / "cohort"),
-               "training_curve": []}
+               "training_curve": [], "whole_volume": {}, "precision": "fp32"}
     (run / "score/results.json").write_text(json.dumps(results))
     scored = []
     monkeypatch.setattr(runner, "score", lambda *args, **kwargs: scored.append(kwargs) or {"out": "x"})
     assert score_run(run, tmp_path / "cohort")["snapshot"] == results["snapshot"]
     assert scored == []
+
+    # made in another precision, without the whole-volume pass, or for another training note: scored again
+    for other in ({"precision": "bf16"}, {"training": "SHORTENED"}):
+        score_run(run, tmp_path / "cohort", **other)
+        assert scored.pop()["force"]
+    (run / "score/results.json").write_text(json.dumps({k: v for k, v in results.items() if k != "whole_volume"}))
+    assert score_run(run, tmp_path / "cohort", whole_volume=False)["snapshot"] == results["snapshot"]
+    score_run(run, tmp_path / "cohort")
+    assert scored.pop()["whole_volume"]
+    (run / "score/results.json").write_text(json.dumps(results))
 
     _run_with_snapshots(run, 300)   # training went on: scored again, every snapshot, in place
     score_run(run, tmp_path / "cohort")
