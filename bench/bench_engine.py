@@ -1,6 +1,7 @@
 """Real Caffe (Debian's 1.0.0+git20180821.99bd997) and our torch engine side by side, in one run on the same cores.
 
     .venv/bin/python bench/bench_engine.py [--caffe-root build/caffe-root] [--iters 5] [--scans 5]
+                                           [--precision fp32,bf16]
 
 Both run the paper's prototxt files unchanged with the same weights, our
 engine through the engine interface (`plaquenet.engines.get_engine`): seconds
@@ -98,22 +99,23 @@ def median_seconds(step, repeats: int) -> float:
     return float(np.median(times[1:]))
 
 
-def torch_figures(work: Path, iters: int, scans: int):
+def torch_figures(work: Path, iters: int, scans: int, precision: str = "fp32"):
     """Through the engine interface, as `plaquenet train` and `score` use it:
     seconds per iteration from train.csv (after the first), seconds per scan
-    of the deploy forward on the trained weights."""
+    of the deploy forward on the trained weights, in `precision`."""
     os.chdir(work)  # the train prototxt's HDF5Data source is relative to the working directory
     engine = get_engine("torch")
     param = bench_solver()
     param.net, param.max_iter, param.snapshot_after_train = str(TRAIN_NET), iters + 1, True
-    param.snapshot_prefix = "run/bench"
+    param.snapshot_prefix = f"run-{precision}/bench"
     write_prototxt("solver.prototxt", param)
-    result = engine.train("solver.prototxt", on_estimate=lambda line: None)
+    result = engine.train("solver.prototxt", on_estimate=lambda line: None, precision=precision)
     with open(result.run_dir / "train.csv", newline="") as f:
         seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
     train_s = float(np.median(np.diff(seconds)))  # iterations 2.. (the first is the warm-up)
-    shutil.copy(result.last_snapshot, work / "w.caffemodel")  # real Caffe starts from the same weights
-    forward = engine.load_deploy(DEPLOY_NET, result.last_snapshot)
+    if precision == "fp32":
+        shutil.copy(result.last_snapshot, work / "w.caffemodel")  # real Caffe starts from the same weights
+    forward = engine.load_deploy(DEPLOY_NET, result.last_snapshot, precision=precision)
     image_hw = np.random.default_rng(0).random((H, W), dtype=np.float32)
     return train_s, median_seconds(lambda: forward(image_hw), scans)
 
@@ -161,6 +163,8 @@ def main():
     parser.add_argument("--caffe-root", type=Path, default=REPO / "build" / "caffe-root")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--scans", type=int, default=5)
+    parser.add_argument("--precision", default="fp32",
+                        help="comma-separated precisions of the torch engine to time (fp32,bf16); fp32 is Caffe's")
     args = parser.parse_args()
 
     macs = macs_per_pixel(DEPLOY_NET)
@@ -175,19 +179,21 @@ def main():
     with tempfile.TemporaryDirectory(prefix="plaquenet-bench-") as tmp:
         work = Path(tmp)
         write_tiles(work, np.random.default_rng(0))
-        ours = torch_figures(work, args.iters, args.scans)
+        precisions = ["fp32"] + [p for p in args.precision.split(",") if p and p != "fp32"]
+        ours = {p: torch_figures(work, args.iters, args.scans, p) for p in precisions}
         os.chdir(cwd)
         theirs = caffe_figures(args.caffe_root.resolve(), work, args.iters, args.scans)
 
-    rows = [("torch engine", ours)] + ([("real Caffe", theirs)] if theirs else [])
-    print(f"\n{'':16} {'s/iteration':>12} {'GFLOP/s':>8} {'s/scan':>8} {'GFLOP/s':>8}")
+    rows = [(f"torch engine {p}", figures) for p, figures in ours.items()]
+    rows += [("real Caffe", theirs)] if theirs else []
+    print(f"\n{'':20} {'s/iteration':>12} {'GFLOP/s':>8} {'s/scan':>8} {'GFLOP/s':>8}")
     for name, (it, sc) in rows:
-        share = (f"   ({100 * gflop_iter / it / peak:.0f}% / {100 * gflop_scan / sc / peak:.0f}% of peak)"
+        share = (f"   ({100 * gflop_iter / it / peak:.0f}% / {100 * gflop_scan / sc / peak:.0f}% of FP32 peak)"
                  if peak else "")
-        print(f"{name:16} {it:12.3f} {gflop_iter / it:8.1f} {sc:8.3f} {gflop_scan / sc:8.1f}{share}")
+        print(f"{name:20} {it:12.3f} {gflop_iter / it:8.1f} {sc:8.3f} {gflop_scan / sc:8.1f}{share}")
     if theirs:
-        print(f"speed-up over real Caffe: {theirs[0] / ours[0]:.2f}x per iteration, "
-              f"{theirs[1] / ours[1]:.2f}x per scan")
+        for p, (it, sc) in ours.items():
+            print(f"torch {p} over real Caffe: {theirs[0] / it:.2f}x per iteration, {theirs[1] / sc:.2f}x per scan")
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     print(f"  {precision}: {e}")
                     continue
                 rows[("tiles/s", precision)] = (f"{batch * (long - short) / (second - first):,.0f}"
-                                                if second > first else "too short")
+                                                if second > first else "noisy")
                 rows[("ms/scan", precision)] = f"{scan_ms(snapshot, device, precision, size, repeats):.2f}"
                 if precision == "fp32":
                     fp32_snapshot = snapshot
