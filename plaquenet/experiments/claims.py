@@ -122,7 +122,7 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
     for name, run in plan.runs.items():
         # the paper-protocol run at every snapshot (Fig. 5, C4); the others' end points (C3)
         results[name] = score_run(run, cohort_dir, engine=engine, device=device, all_snapshots=name == "bright",
-                                  whole_volume=name == "bright")
+                                  whole_volume=name == "bright", training=schedule.training_note())
         observations[name] = _observations(out / "observations" / f"{name}.json", run, cohort_dir, results[name],
                                            engine, device)
 

@@ -94,7 +94,7 @@ def reproduce(preset: str = "paper", run_dir: Optional[PathLike] = None, max_ite
             "follows the first iterations (rerun to resume from the latest snapshot)")
         estimate = _estimate_reporter(run, cohort, tiles_dir, engine, device, say)
         train_or_resume(run, engine, device, on_estimate=estimate, precision=precision)
-    results = score_run(run, cohort, engine, device, training=training_note(schedule), precision=precision)
+    results = score_run(run, cohort, engine, device, training=schedule.training_note(), precision=precision)
     record = {**_record(chosen, schedule, engine, device, cohort, tiles_dir, run, deviations, results),
               "precision": precision}
     wrote = _write_if_new(run / RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
@@ -199,17 +199,6 @@ def precision_run(run_dir: Path, precision: str) -> Path:
     """The default run folder of a preset in `precision`: its own, so that runs
     in Caffe's arithmetic and in another are never resumed into each other."""
     return run_dir if precision == "fp32" else run_dir.with_name(f"{run_dir.name}-{precision}")
-
-
-def training_note(schedule: Schedule) -> str:
-    """How the run was trained, for the top of score's report: the schedule's
-    deviations from its solver, SHORTENED when max_iter is below the solver's."""
-    param = schedule.read()
-    changes = schedule.deviations(param)
-    if not changes:
-        return f"{schedule.solver} unchanged"
-    shortened = "SHORTENED: " if schedule.max_iter is not None and schedule.max_iter < param.max_iter else ""
-    return f"{shortened}{schedule.solver} with " + "; ".join(changes) + " (plaquenet reproduce)"
 
 
 def _record(chosen: Preset, schedule: Schedule, engine: str, device: str, cohort: Path, tiles_dir: Path,

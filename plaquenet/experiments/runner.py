@@ -79,6 +79,18 @@ class Schedule:
             found.append(f"snapshot every {self.snapshot} iterations instead of {whose} {param.snapshot}")
         return found
 
+    def training_note(self) -> str:
+        """How a run on this schedule was trained, for the top of score's report
+        (`score(training=...)`): its deviations, SHORTENED when max_iter is below
+        the solver's. Every experiment scores its runs with it, so a score made
+        by one (the reproduction) is reused by another (the claims)."""
+        param = self.read()
+        changes = self.deviations(param)
+        if not changes:
+            return f"{self.solver} unchanged"
+        shortened = "SHORTENED: " if self.max_iter is not None and self.max_iter < param.max_iter else ""
+        return f"{shortened}{self.solver} with " + "; ".join(changes)
+
 
 @dataclasses.dataclass(frozen=True)
 class TileSpec:

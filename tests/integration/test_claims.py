@@ -5,6 +5,7 @@ The nets are barely trained, so the verdicts themselves mean nothing here;
 what is checked is that each follows from the numbers written beside it, and
 that the measurements agree with `score`'s own counts."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -79,3 +80,17 @@ def test_claims_on_a_tiny_phantom(truth_cohort):
     again = run_claims(truth_cohort, Path("runs/claims"), schedule, force=True)
     assert [c["verdict"] for c in again["claims"]] == [c["verdict"] for c in done["claims"]]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
+
+
+def test_claims_reuse_the_reproductions_training_and_scores(truth_cohort):
+    """`make claims` after `make reproduce-quick`: the reproduction is the paper-protocol run,
+    and its score (Fig. 5 of every snapshot, the whole volumes) is reused, not made again."""
+    from plaquenet.experiments.reproduce import PRESETS, reproduce
+
+    schedule = dataclasses.replace(PRESETS["quick"].schedule, max_iter=2)
+    record = reproduce("quick", run_dir="runs/r", max_iter=2, cohort_dir=truth_cohort)
+    scored = Path(record["run"]) / "score" / "results.json"
+    before = scored.stat().st_mtime_ns
+    run_claims(truth_cohort, Path("runs/claims"), schedule, main_run=record["run"])
+    assert scored.stat().st_mtime_ns == before
+    assert "SHORTENED" in json.loads(Path("runs/claims/runs/none/score/results.json").read_text())["training"]
