@@ -49,7 +49,8 @@ def _engine_and_device(p: argparse.ArgumentParser) -> None:
 def _precision(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="the arithmetic (default: fp32, Caffe's); bf16 (CPUs with AVX512_BF16 or AMX, GPUs) and "
-                        "tf32 (GPUs): the torch engine's faster modes, not Caffe's numerics (README: Speed)")
+                        "tf32 (GPUs): the torch engine's faster modes, not Caffe's numerics (README: Measured, "
+                        "Precision)")
 
 
 # --- phantom ---------------------------------------------------------------
@@ -364,10 +365,10 @@ def _run_claims(args: argparse.Namespace) -> None:
     jobs = args.jobs if args.jobs is not None else default_jobs(args.device)
     if jobs < 1:
         raise InputError("--jobs", f"must be at least 1, got {jobs}")
+    refuse_existing(out / "claims.json", args.force)   # before hours of training, not after
+    cohort = args.cohort or ensure_cohort(preset.phantom, args.data)
     main_run = None
     if args.cohort is None:
-        refuse_existing(out / "claims.json", args.force)   # before hours of training, not after
-        cohort = ensure_cohort(preset.phantom, args.data)
         if jobs > 1:   # the reproduction's training beside the other two
             plan = plan_claims(cohort, out, schedule, main_run=preset.run_dir)
             prepare_runs(plan, args.force)
@@ -376,7 +377,6 @@ def _run_claims(args: argparse.Namespace) -> None:
         record = reproduce(args.preset, max_iter=args.max_iter, engine=args.engine, device=args.device,
                            data_dir=args.data)
         main_run = Path(record["run"])
-    cohort = args.cohort or ensure_cohort(preset.phantom, args.data)
     done = run_claims(cohort, out, schedule, main_run=main_run, engine=args.engine, device=args.device,
                       force=args.force, jobs=jobs)
     for claim in done["claims"]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 
 import h5py
 import numpy as np
@@ -53,21 +53,24 @@ def forward_lesion_slices(scan: Scan, forward: Forward) -> Iterator[LesionSlice]
 
     Input: `normalise_intensity` of the whole volume, sliced, i.e. exactly
     what the training tiles were cut from."""
-    image_shw = normalise_intensity(scan.flair_shw)
-    for s in scan.lesion_slices():
-        # copies, not views: the best/worst slices are kept across patients and a
-        # view would keep each of their whole volumes alive
-        yield LesionSlice(scan.patient, int(s), image_shw[s].copy(), scan.mask_shw[s].copy(),
-                          apply_network(forward, image_shw[s]))
+    return _lesion_slices(scan, lambda s, image_hw: apply_network(forward, image_hw))
 
 
 def lesion_slices_of_volume(scan: Scan, output_shw: np.ndarray) -> Iterator[LesionSlice]:
     """What `forward_lesion_slices` yields, taken from the output already
     computed on every slice (`forward_volume` of the same scan): no second
     forward of the slices with plaques."""
+    return _lesion_slices(scan, lambda s, image_hw: output_shw[s].copy())
+
+
+def _lesion_slices(scan: Scan, output_of: Callable[[int, np.ndarray], np.ndarray]) -> Iterator[LesionSlice]:
+    """A LesionSlice per slice with a plaque, its output `output_of(s, image_hw)`."""
     image_shw = normalise_intensity(scan.flair_shw)
     for s in scan.lesion_slices():
-        yield LesionSlice(scan.patient, int(s), image_shw[s].copy(), scan.mask_shw[s].copy(), output_shw[s].copy())
+        # copies, not views: the best/worst slices are kept across patients and a
+        # view would keep each of their whole volumes alive
+        yield LesionSlice(scan.patient, int(s), image_shw[s].copy(), scan.mask_shw[s].copy(),
+                          output_of(int(s), image_shw[s]))
 
 
 def forward_volume(flair_shw: np.ndarray, forward: Forward) -> np.ndarray:

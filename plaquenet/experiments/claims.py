@@ -144,7 +144,8 @@ def prepare_runs(plan: ClaimsPlan, force: bool = False) -> None:
     (`prepare_run`); `force` replaces a run folder of another schedule, never
     the paper-protocol one (it may be the reproduction's)."""
     for name, run in plan.runs.items():
-        prepare_run(run, plan.schedule, ensure_tiles(plan.cohort_dir, VARIANTS[name]), force=force and name != "bright")
+        tiles_dir = ensure_tiles(plan.cohort_dir, VARIANTS[name])
+        prepare_run(run, plan.schedule, tiles_dir, force=force and name != "bright")
 
 
 def default_jobs(device: str) -> int:

@@ -11,6 +11,7 @@ the sum over tops of loss_weight * sum(top) (loss layers: weight 1 by
 default, and a top named "(automatic)" when the prototxt gives none); the
 net's outputs are the named blobs no later layer consumes."""
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union, cast
 
@@ -324,11 +325,10 @@ class Net(nn.Module):
                              for t in tops)
             else:
                 bottoms = [blobs[b] if p else blobs[b].detach() for b, p in zip(layer.bottom, propagate)]
-                if reduced and any(weights):   # a loss: in float32, as the solver sees it
-                    with full_precision(self.device):
-                        bottoms = [b.float() if b.is_floating_point() else b for b in bottoms]
-                        tops = module(*bottoms) if late is None else module(*bottoms, late=late)
-                else:
+                in_float32 = reduced and any(weights)   # a loss: in float32, as the solver sees it
+                if in_float32:
+                    bottoms = [b.float() if b.is_floating_point() else b for b in bottoms]
+                with full_precision(self.device) if in_float32 else contextlib.nullcontext():
                     tops = module(*bottoms) if late is None else module(*bottoms, late=late)
             for j, (name, top, w) in enumerate(zip(names, tops, weights)):
                 blobs[name] = top

@@ -11,8 +11,8 @@
           products (10-bit mantissa), cuDNN autotuning on.
 
 Neither faster mode is Caffe's arithmetic: a run trained or scored with one
-says so (train.log, results.json), and README's "Speed" table gives its effect
-on the loss curve and test F-measure beside its speed."""
+says so (train.log, results.json), and the README ("Measured", Precision)
+gives its effect on the loss curve and test F-measure beside its speed."""
 
 import contextlib
 from typing import ContextManager, Optional
