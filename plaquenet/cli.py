@@ -6,6 +6,7 @@ modules (phantom, ingest, tiles, train, score, segment), which tests call
 directly. Every option says what it does and its default in `--help`."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
@@ -173,6 +174,11 @@ def _add_train(sub: "SubParsers") -> None:
                    help="what SIGHUP does, as `caffe train --sighup_effect`")
     _engine_and_device(p)
     _precision(p)
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="train on N workers of this machine (torch engine; CPU: the cores shared out, cuda: GPUs "
+                        "0..N-1) with Caffe's multi-GPU semantics: each reads its own batch_size tiles, gradients "
+                        "averaged; or start `torchrun --nproc-per-node N -m plaquenet train ...` (README: Several "
+                        "devices)")
     p.add_argument("--force", action="store_true",
                    help="replace an earlier run's snapshots, train.log and train.csv in the run folder "
                         "(otherwise: refuse, unless resuming with --snapshot)")
@@ -181,9 +187,12 @@ def _add_train(sub: "SubParsers") -> None:
 def _run_train(args: argparse.Namespace) -> None:
     from .train import train
 
-    print(train(args.solver, engine=args.engine, weights=args.weights, snapshot=args.snapshot,
-                device=args.device, force=args.force, level=args.level, stages=args.stage or (),
-                sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect, precision=args.precision))
+    result = train(args.solver, engine=args.engine, weights=args.weights, snapshot=args.snapshot,
+                   device=args.device, force=args.force, level=args.level, stages=args.stage or (),
+                   sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect, precision=args.precision,
+                   devices=args.devices)
+    if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0's result alone
+        print(result)
 
 
 # --- score -----------------------------------------------------------------

@@ -18,8 +18,17 @@ does not change it, and all HDF5Data layers of a process draw from one
 stream, `DataStream.rand`: at set-up in the order the nets are built (the
 train net, then the test nets), then in the order the layers wrap around.
 
+With several workers (distributed.py) each worker's train net reads its own
+`batch_size` rows, Caffe's way (HDF5DataLayer::Skip and Next,
+hdf5_data_layer.cpp at 99bd997): every worker walks the whole row stream,
+shuffles and all, and keeps the rows whose place in it (`offset`, counted
+from the layer's set-up) is its rank modulo the number of workers. Two
+workers of batch B thus read rows 0, 2, 4, ... and 1, 3, 5, ... of the
+stream that one process of batch 2B reads. Test nets never skip (Caffe:
+"in test mode, only rank 0 runs").
+
 `DataStream.position()` is where every reader stands (file, row, both
-orders) and the rand() state, as plain JSON values; `restore` puts them
+orders, offset) and the rand() state, as plain JSON values; `restore` puts them
 back, so that a resumed run reads what the uninterrupted one would have."""
 
 from pathlib import Path
@@ -39,12 +48,15 @@ class HDF5Rows:
     """Batches of rows from the files listed in `source`, one array per top:
     float32, shape (batch_size, *dataset.shape[1:]). `rand` is the process's
     rand() stream that shuffles draw from (default: a fresh one, as in a new
-    Caffe process)."""
+    Caffe process). `share` = (rank, workers): keep only the stream's rows
+    whose offset is `rank` modulo `workers` (Caffe's Skip; (0, 1) keeps all)."""
 
     def __init__(self, source: PathLike, tops: Sequence[str], batch_size: int, shuffle: bool = False,
-                 rand: Optional[GlibcRand] = None) -> None:
+                 rand: Optional[GlibcRand] = None, share: Tuple[int, int] = (0, 1)) -> None:
         self.source, self.tops, self.batch_size = Path(source), list(tops), int(batch_size)
         self.shuffle, self.rand = shuffle, rand or GlibcRand()
+        self.rank, self.workers = share
+        self.offset = 0   # rows of the stream walked so far, kept or skipped (HDF5DataLayer::offset_)
         self.files = _list_files(self.source)
         self.file_order = np.arange(len(self.files))
         if shuffle:
@@ -69,11 +81,27 @@ class HDF5Rows:
     def next_parts(self) -> List[Tuple[int, List[np.ndarray], np.ndarray]]:
         """The next batch as the rows it takes from each file, in order: (the
         file's index in `files`, its arrays, the row indices). `next_batch`
-        copies them out; a reader that keeps the files on a GPU gathers them there."""
+        copies them out; a reader that keeps the files on a GPU gathers them there.
+        With workers > 1, Forward_cpu's `while (Skip()) Next();` before each
+        row: the rows up to the first of this rank are walked and dropped,
+        then every `workers`-th row of the next (batch_size - 1) * workers + 1 is kept."""
+        if self.workers == 1:
+            return self._walk(self.batch_size)
+        self._walk((self.rank - self.offset) % self.workers)
+        walked = self._walk((self.batch_size - 1) * self.workers + 1)
+        places = np.concatenate([np.full(len(rows), i) for i, (_, _, rows) in enumerate(walked)])
+        rows = np.concatenate([rows for _, _, rows in walked])
+        keep = np.arange(0, len(rows), self.workers)
+        return [(walked[i][0], walked[i][1], rows[keep][places[keep] == i])
+                for i in range(len(walked)) if np.any(places[keep] == i)]
+
+    def _walk(self, n: int) -> List[Tuple[int, List[np.ndarray], np.ndarray]]:
+        """The next `n` rows of the stream, as next_parts gives them; Next() for each."""
         parts = []
         filled = 0
-        while filled < self.batch_size:
-            take = min(self.batch_size - filled, len(self.row_order) - self.current_row)
+        self.offset += n
+        while filled < n:
+            take = min(n - filled, len(self.row_order) - self.current_row)
             rows = self.row_order[self.current_row:self.current_row + take].copy()   # the order is reshuffled in place
             parts.append((int(self.file_order[self.current_file]), self.arrays, rows))
             filled += take
@@ -120,7 +148,7 @@ class HDF5Rows:
         return {"source": str(self.source), "tops": self.tops, "shuffle": self.shuffle, "files": self.files,
                 "file_order": self.file_order.tolist() if self.shuffle else None,
                 "current_file": self.current_file, "current_row": self.current_row,
-                "row_order": self.row_order.tolist() if self.shuffle else None}
+                "row_order": self.row_order.tolist() if self.shuffle else None, "offset": self.offset}
 
     def restorer(self, saved: Position) -> Callable[[], None]:
         """A function that puts the reader where `saved` says, its file
@@ -139,26 +167,33 @@ class HDF5Rows:
             raise ValueError(str(e)) from None
         row_order = _order(saved["row_order"], len(arrays[0]), f"row_order of {path}")
         current_row = _index(saved["current_row"], len(arrays[0]), f"current_row of {path}")
+        offset = saved.get("offset", 0)   # absent in positions written before workers existed: one worker
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset {offset!r} is not a row count")
 
         def restore() -> None:
             self.file_order, self.current_file, self.arrays = file_order, current_file, arrays
-            self.row_order, self.current_row = row_order, current_row
+            self.row_order, self.current_row, self.offset = row_order, current_row, offset
         return restore
 
 
 class DataStream:
     """What the HDF5Data layers of one training process share: glibc's
     rand() stream and, for snapshots, the readers themselves, by layer name,
-    in the order they were set up (train net, then test nets)."""
+    in the order they were set up (train net, then test nets). `share`
+    (rank, workers) is given to the readers set up while it is set: the
+    train net's, with several workers (Caffe's Skip keeps every row in
+    the TEST phase)."""
 
     def __init__(self) -> None:
         self.rand = GlibcRand()
         self.readers: List[Tuple[str, HDF5Rows]] = []
         self.test_start: Optional[Position] = None   # set while a test runs (begin_test)
+        self.share: Tuple[int, int] = (0, 1)
 
     def reader(self, layer: str, source: PathLike, tops: Sequence[str], batch_size: int,
                shuffle: bool = False) -> HDF5Rows:
-        rows = HDF5Rows(source, tops, batch_size, shuffle, self.rand)
+        rows = HDF5Rows(source, tops, batch_size, shuffle, self.rand, self.share)
         self.readers.append((layer, rows))
         return rows
 

@@ -19,9 +19,16 @@ count and multistep's step, but not the smoothed loss. From our own
 snapshots it also restores where every HDF5Data layer stood (the
 `.data_position.json` beside the .solverstate, data_position.py), so that it
 ends as the uninterrupted run does; from Caffe's, HDF5Data starts again at
-the first row, as in Caffe."""
+the first row, as in Caffe.
+
+Started as one of several workers (torchrun, or `plaquenet train --devices
+N`: distributed.py), it trains as Caffe's multi-GPU `caffe train` does: each
+worker reads its own batch of its rank's rows, the gradients are averaged
+before the update, and rank 0 alone tests, logs and snapshots."""
 
 import csv
+import os
+import pickle
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
@@ -35,13 +42,17 @@ from ...caffe.snapshot import (blob_array, read_caffemodel, read_solverstate, wr
 from ...errors import InputError
 from ...progress import progress
 from ...typing import PathLike
-from ..run import TrainResult, effective_snapshot_prefix, estimate_line, prepare_run_dir, snapshot_prefix_upgrade
+from ..run import (TrainResult, effective_snapshot_prefix, estimate_line, prepare_run_dir, snapshot_folder,
+                   snapshot_prefix_upgrade)
 from ..run import train_net as _train_net
 from ..signals import NONE, SIGHUP_EFFECT, SIGINT_EFFECT, SNAPSHOT, STOP, SignalRequests
+from .data import DataStream, Position
 from .data_position import LOG_TAG as DATA_POSITION_LOG_TAG
 from .data_position import restore_data_position, write_with_data_position
+from .distributed import (Workers, average_gradients, broadcast_weights, from_environment, gather, launch,
+                          rank0_value, start_workers, stop_workers)
 from .layers import ConvFn, Layer
-from .net import TEST, TRAIN, Net, copy_trained_layers, net_to_proto
+from .net import TEST, TRAIN, Net, copy_trained_layers, included_layers, net_to_proto
 from .solver import (SolverState, apply_update, check_solver, clip_gradients, learning_rate,
                      new_state, zero_gradients)
 
@@ -53,7 +64,8 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
           device: str = "cpu", conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]] = None,
           channels_last: Optional[bool] = None, on_estimate: Optional[Callable[[str], None]] = None,
           level: int = 0, stages: Sequence[str] = (), sigint_effect: str = SIGINT_EFFECT,
-          sighup_effect: str = SIGHUP_EFFECT, precision: str = "fp32") -> TrainResult:
+          sighup_effect: str = SIGHUP_EFFECT, precision: str = "fp32",
+          workers: Optional[Workers] = None, devices: int = 1) -> TrainResult:
     """Train as `caffe train --solver=S [--weights=W | --snapshot=S]
     [--level=L] [--stage=a,b] [--sigint_effect=E] [--sighup_effect=E]` does;
     `stages` are --stage's names (each also
@@ -68,7 +80,29 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
     are faster, are not, and say so in train.log.
     `channels_last` (default: on CPU) only changes the memory layout: even on
     the 2-core Intel machine we measured, 1.55x faster on AMD Zen 5
-    (PERFORMANCE.md)."""
+    (PERFORMANCE.md).
+    `workers`: this process's rank among several (default: torchrun's
+    environment, or one); all of them call train with the same arguments.
+    `devices` > 1 starts that many workers on this machine (distributed.launch:
+    processes, CPU cores shared out; on CUDA GPU 0..devices-1) and returns rank
+    0's result; `on_estimate` then reaches rank 0 only if it pickles (a module-level function)."""
+    if devices != 1:
+        return _launch(devices, dict(solver_path=solver_path, weights=weights, snapshot=snapshot, device=device,
+                                     conv=conv, channels_last=channels_last, on_estimate=on_estimate, level=level,
+                                     stages=list(stages), sigint_effect=sigint_effect, sighup_effect=sighup_effect,
+                                     precision=precision))
+    workers = workers or from_environment()
+    try:
+        return _train(solver_path, weights, snapshot, device, conv, channels_last, on_estimate, level, stages,
+                      sigint_effect, sighup_effect, precision, workers)
+    finally:
+        stop_workers(workers)
+
+
+def _train(solver_path: PathLike, weights: Optional[PathLike], snapshot: Optional[PathLike], device: str,
+           conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]], channels_last: Optional[bool],
+           on_estimate: Optional[Callable[[str], None]], level: int, stages: Sequence[str], sigint_effect: str,
+           sighup_effect: str, precision: str, workers: Workers) -> TrainResult:
     started = time.perf_counter()
     solver_path = Path(solver_path)
     param = read_solver(solver_path)
@@ -76,25 +110,35 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
     if weights and snapshot:
         raise InputError(snapshot, "give a snapshot to resume or weights to fine-tune, not both")
     requests = SignalRequests(sigint_effect, sighup_effect)   # checks the effects; installed by _solve
+    if not workers.root:   # Caffe installs the handler on rank 0 only (caffe.cpp); the others follow it
+        requests = SignalRequests(NONE, NONE)
     prefix = effective_snapshot_prefix(param, solver_path)   # before prepare_run_dir creates its folder
     upgrade = snapshot_prefix_upgrade(param)
     if param.snapshot_format != param.BINARYPROTO:
         raise InputError(solver_path, "snapshot_format HDF5 is not supported yet (use BINARYPROTO)")
-    dev = _device(device)
+    dev = torch.device(start_workers(workers, str(_device(device))))
     if channels_last is None:
         channels_last = dev.type == "cpu"
     net_param, net_file = _train_net(param, solver_path)
-    seed = param.random_seed if param.random_seed >= 0 else None
+    # Solver::Init (solver.cpp): Caffe::set_random_seed(random_seed + solver_rank)
+    seed = param.random_seed + workers.rank if param.random_seed >= 0 else None
     net_state = caffe_net_state(net_param, TRAIN, caffe_train_state(param.train_state, level, stages))
+    stream = DataStream()
+    stream.share = (workers.rank, workers.size)
     net = Net(net_param, net_state.phase, source=net_file or solver_path, device=dev, seed=seed, conv=conv,
-              state=net_state, channels_last=channels_last, precision=precision)
+              state=net_state, channels_last=channels_last, precision=precision, data=stream)
+    _unshare_test_phase(net)
+    check_batch_for_workers([(name, rows.batch_size) for name, rows in stream.readers if rows.workers > 1],
+                            workers.size, net.source)
+    stream.share = (0, 1)
     test_nets = _test_nets(param, solver_path, net, dev, seed, conv, channels_last)
     state = new_state(param, net.learnable)
     finetune = _finetune_files(param, solver_path, weights, snapshot)
     _finetune(finetune, [net] + [test for test, _ in test_nets])
-    data_position = _restore(snapshot, net, state) if snapshot is not None else None
+    data_position = _restore(snapshot, net, state, workers) if snapshot is not None else None
+    broadcast_weights(net.learnable, workers)   # NCCL::Broadcast, after Restore, before Solve
 
-    run_dir, _ = prepare_run_dir(param, solver_path)
+    run_dir = prepare_run_dir(param, solver_path)[0] if workers.root else snapshot_folder(prefix)
     # Logged as Caffe logs its solver: prefix upgraded, `weights` as caffe.cpp:222-227 set them.
     param.snapshot_prefix = prefix
     if snapshot is not None or weights:
@@ -102,8 +146,10 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
         if snapshot is None:
             param.weights.append(str(weights))
     resuming = snapshot is not None
-    with CaffeLog(run_dir / "train.log", append=resuming) as log, \
-            _Csv(run_dir / "train.csv", append=resuming) as table:
+    # Rank 0 alone logs (LOG_IF(INFO, Caffe::root_solver()) throughout solver.cpp); the others write nowhere.
+    log_path, csv_path = ((run_dir / "train.log", run_dir / "train.csv") if workers.root
+                          else (Path(os.devnull), Path(os.devnull)))
+    with CaffeLog(log_path, append=resuming) as log, _Csv(csv_path, append=resuming and workers.root) as table:
         if upgrade:
             log.snapshot_prefix_upgraded(prefix, was_directory=upgrade == "directory")
         log.solver_parameters(prototxt_text(param))
@@ -120,10 +166,79 @@ def train(solver_path: PathLike, weights: Optional[PathLike] = None, snapshot: O
         if precision != "fp32":
             log.info("plaquenet", f"precision {precision} (plaquenet's torch engine, opt-in): not Caffe's "
                                   f"float32 arithmetic")
+        if workers.size > 1:
+            log.info("distributed.py:0", f"{workers.size} workers ({dev.type}), each reading its own batch of "
+                                         f"the HDF5Data rows; gradients averaged before the update (Caffe's NCCL)")
         log.solving(net.name, param.lr_policy)
         last, loss, stopped = _solve(param, net, test_nets, state, prefix, log, table,
-                                     _Estimate(state.iter, param.max_iter, str(dev), on_estimate), requests)
+                                     _Estimate(state.iter, param.max_iter, str(dev),
+                                               on_estimate if workers.root else None), requests, workers)
     return TrainResult(run_dir, last, state.iter, loss, time.perf_counter() - started, stopped_early=stopped)
+
+
+def _launch(devices: int, arguments: Dict[str, Any]) -> TrainResult:
+    """`plaquenet train --devices N`: N workers on this machine, each a train()."""
+    if devices < 1:
+        raise InputError("--devices", f"must be at least 1, got {devices}")
+    if from_environment().size > 1:
+        raise InputError("--devices", "this process is already one of several workers (torchrun): give torchrun's "
+                                      "--nproc-per-node or --devices, not both")
+    if arguments["device"] != "cpu":
+        from . import TorchEngine
+        TorchEngine().check_device(arguments["device"])
+        if torch.cuda.device_count() < devices:
+            raise InputError("--devices", f"{devices} workers on CUDA need {devices} GPUs, torch sees "
+                                          f"{torch.cuda.device_count()}")
+    solver_path = arguments["solver_path"]
+    net_file = _train_net(read_solver(solver_path), solver_path)[1]
+    check_batch_for_workers(train_batch_sizes(solver_path, arguments["level"], arguments["stages"]), devices,
+                            net_file or solver_path)
+    try:
+        pickle.dumps(arguments["on_estimate"])
+    except (pickle.PicklingError, AttributeError, TypeError):
+        arguments["on_estimate"] = None
+    threads = max(1, torch.get_num_threads() // devices) if arguments["device"] == "cpu" else None
+    return cast(TrainResult, launch(devices, _worker_train, dict(threads=threads, **arguments)))
+
+
+def _worker_train(threads: Optional[int], solver_path: PathLike, **options: Any) -> TrainResult:
+    """One launched worker: the engine's train (device check, numerics) with its share of the cores."""
+    from . import TorchEngine
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return TorchEngine().train(solver_path, **options)
+
+
+def _unshare_test_phase(net: Net) -> None:
+    """HDF5DataLayer::Skip keeps every row of a layer in the TEST phase (the
+    layer's own `phase`, else its net's: Net::Init), even in a train net."""
+    phases = {layer.name: layer.phase for layer in net.layer_params if layer.type == "HDF5Data"}
+    for name, rows in net.data.readers:
+        if phases.get(name) != TRAIN:
+            rows.rank, rows.workers = 0, 1
+
+
+def train_batch_sizes(solver_path: PathLike, level: int = 0, stages: Sequence[str] = ()) -> List[Tuple[str, int]]:
+    """(layer, batch_size) of each HDF5Data layer the train net reads in the TRAIN phase."""
+    param = read_solver(solver_path)
+    net_param, net_file = _train_net(param, solver_path)
+    state = caffe_net_state(net_param, TRAIN, caffe_train_state(param.train_state, level, stages))
+    return [(layer.name, layer.hdf5_data_param.batch_size)
+            for layer in included_layers(net_param, state, net_file or solver_path)
+            if layer.type == "HDF5Data" and layer.phase == TRAIN]
+
+
+def check_batch_for_workers(layers: List[Tuple[str, int]], workers: int, source: PathLike) -> None:
+    """Refuse more workers than a train-net HDF5Data layer's batch_size
+    (`layers`: (name, batch_size); #15's bad input). Caffe itself would run
+    them, each reading its own batch_size rows; refused because a global
+    batch of workers x batch_size is then almost surely the solver's batch
+    mistaken for a per-worker one."""
+    for name, batch_size in layers:
+        if workers > batch_size:
+            raise InputError(source, f"{workers} workers for HDF5Data '{name}' of batch_size {batch_size}: each "
+                                     f"worker reads its own batch_size tiles (Caffe's multi-GPU semantics); use at "
+                                     f"most {batch_size} workers")
 
 
 def _finetune_files(param: "caffe_pb2.SolverParameter", solver_path: PathLike, weights: Optional[PathLike],
@@ -195,30 +310,44 @@ TestNets = List[Tuple[Net, int]]   # (net, test_iter)
 
 
 def _solve(param: "caffe_pb2.SolverParameter", net: Net, test_nets: TestNets, state: SolverState, prefix: str,
-           log: CaffeLog, table: "_Csv", estimate: "_Estimate",
-           requests: SignalRequests) -> Tuple[Optional[Path], Optional[float], bool]:
+           log: CaffeLog, table: "_Csv", estimate: "_Estimate", requests: SignalRequests,
+           workers: Workers) -> Tuple[Optional[Path], Optional[float], bool]:
     """Solver::Solve and Step, with `requests`' handlers in place throughout:
-    (last snapshot, smoothed loss, whether a signal stopped the run)."""
+    (last snapshot, smoothed loss, whether a signal stopped the run).
+    With several workers every one runs this loop; rank 0 alone tests and
+    writes (Caffe's root solver), and what it decides (a signal's effect, a
+    stop during a test) every worker follows, at the same iteration."""
     start = state.iter
     book = _LossBook(table, param.average_loss, param.iter_size, every=1 if net.device.type == "cpu" else READ_EVERY)
     last_snapshot: Optional[Path] = None
     stopped = False
     timer, last_display = time.perf_counter(), start
 
-    def snapshot() -> None:
+    def snapshot(positions: Optional[List[Position]] = None) -> None:
+        """Every worker calls it at the same point (the positions are gathered),
+        except during a test, with the positions gathered when it began."""
         nonlocal last_snapshot
-        last_snapshot = _snapshot(net, state, prefix, log)
+        if positions is None and workers.size > 1:
+            positions = gather(net.data.position(), workers)
+        if workers.root:
+            last_snapshot = _snapshot(net, state, prefix, log, positions)
+
+    test_positions: Optional[List[Position]] = None
 
     def stop_requested() -> bool:
-        return _test_requests(requests, snapshot)
+        return _test_requests(requests, lambda: snapshot(test_positions))
 
-    bar = progress(total=param.max_iter, initial=start, desc="train", unit="iter")
+    bar = (progress(total=param.max_iter, initial=start, desc="train", unit="iter") if workers.root
+           else progress(total=param.max_iter, initial=start, disable=True))
     with requests:
         while state.iter < param.max_iter:
             it = state.iter
             zero_gradients(net.learnable)
             if param.test_interval and it % param.test_interval == 0 and (it > 0 or param.test_initialization):
-                if _test_all(param, test_nets, it, log, stop_requested):
+                if workers.size > 1:   # where every worker stands as the test begins: a snapshot in it saves these
+                    test_positions = gather(net.data.position(), workers)
+                interrupted = workers.root and _test_all(param, test_nets, it, log, stop_requested)
+                if rank0_value(interrupted, workers):   # Step: TestAll on the root solver only
                     stopped = True
                     break
             display = param.display and it % param.display == 0
@@ -243,13 +372,14 @@ def _solve(param: "caffe_pb2.SolverParameter", net: Net, test_nets: TestNets, st
                 log.multistep(it, state.current_step)
             if display:
                 log.learning_rate(it, rate)
+            average_gradients(net.learnable, workers)   # on_gradients_ready, then ApplyUpdate (clipping included)
             clipped = clip_gradients(param, net.learnable)
             if clipped:
                 log.clipping(clipped[0], param.clip_gradients, clipped[1])
             apply_update(param, net.learnable, state, rate)
             state.iter += 1
             book.stamp()
-            effect = requests.effect()   # Step: one signal, read after the update
+            effect = rank0_value(requests.effect(), workers)   # Step: one signal, read after the update
             if (param.snapshot and state.iter % param.snapshot == 0) or effect == SNAPSHOT:
                 snapshot()
             estimate.iteration_done(state.iter)
@@ -262,14 +392,17 @@ def _solve(param: "caffe_pb2.SolverParameter", net: Net, test_nets: TestNets, st
         bar.close()
         if param.snapshot_after_train and (not param.snapshot or state.iter % param.snapshot != 0):
             snapshot()
-        if not stopped and param.display and state.iter % param.display == 0:
-            # Caffe's closing forward pass, only to display the loss.
+        if workers.root and not stopped and param.display and state.iter % param.display == 0:
+            # Caffe's closing forward pass, only to display the loss (Solve: the root solver's).
             with torch.no_grad():
                 _, objective = net()
             if objective is not None:
                 log.final_loss(state.iter, book.closing(objective.item()))
         if not stopped and param.test_interval and state.iter % param.test_interval == 0:
-            _test_all(param, test_nets, state.iter, log, stop_requested)   # a stop here only cuts the test
+            if workers.size > 1:
+                test_positions = gather(net.data.position(), workers)
+            if workers.root:
+                _test_all(param, test_nets, state.iter, log, stop_requested)   # a stop here only cuts the test
     log.done(stopped_early=stopped)
     return last_snapshot, (book.smoothed if state.iter > start else None), stopped
 
@@ -453,9 +586,11 @@ def _test_nets_once(param: "caffe_pb2.SolverParameter", test_nets: TestNets, it:
 
 # --- snapshots ---------------------------------------------------------------
 
-def _snapshot(net: Net, state: SolverState, prefix: str, log: CaffeLog) -> Path:
+def _snapshot(net: Net, state: SolverState, prefix: str, log: CaffeLog,
+              positions: Optional[List[Position]] = None) -> Path:
     """Caffe's two files, and the data position of every HDF5Data layer
-    (net.data: the test nets' too) beside the .solverstate (data_position)."""
+    (net.data: the test nets' too) beside the .solverstate (data_position);
+    `positions`: every worker's, with several."""
     model = f"{prefix}_iter_{state.iter}.caffemodel"
     solverstate = f"{prefix}_iter_{state.iter}.solverstate"
     log.snapshot(model, solverstate)
@@ -463,11 +598,11 @@ def _snapshot(net: Net, state: SolverState, prefix: str, log: CaffeLog) -> Path:
     history = [h.detach().cpu().numpy() for h in state.history]
     write_with_data_position(solverstate, lambda path: write_solverstate(path, state.iter, model, history,
                                                                          state.current_step),
-                             net.data, state.iter)
+                             net.data, state.iter, positions)
     return Path(model)
 
 
-def _restore(path: PathLike, net: Net, state: SolverState) -> Optional[str]:
+def _restore(path: PathLike, net: Net, state: SolverState, workers: Workers) -> Optional[str]:
     """Weights, history, iteration and multistep's step from the snapshot
     `path`; the HDF5Data layers of net.data where our snapshot left them, or
     at their first row as Caffe has them. Returns the train.log line that
@@ -486,7 +621,7 @@ def _restore(path: PathLike, net: Net, state: SolverState) -> Optional[str]:
             raise InputError(path, f"history blob {i} has shape {array.shape}, the net's blob {tuple(h.shape)}")
         h.copy_(torch.from_numpy(array))
     state.iter, state.current_step = saved.iter, saved.current_step
-    return restore_data_position(path, net.data, saved.iter)
+    return restore_data_position(path, net.data, saved.iter, workers.rank, workers.size)
 
 
 # --- small helpers -------------------------------------------------------------
