@@ -9,6 +9,7 @@ data_position.py  the data position saved beside each .solverstate, restored on 
 net.py      Net (built from a NetParameter), weights in/out, load_deploy
 solver.py   lr policies and the SGD/Nesterov/Adam update, Caffe's arithmetic
 train.py    train(): `caffe train` with snapshots, resume and Caffe's log
+distributed.py  several workers (--devices N, torchrun): Caffe's multi-GPU semantics
 """
 
 from typing import Any, Callable, Optional
