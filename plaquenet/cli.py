@@ -345,8 +345,9 @@ def _run_reproduce(args: argparse.Namespace) -> None:
 
 
 def _add_claims(sub: "SubParsers") -> None:
-    p = _parser(sub, "claims", "each checkable finding of the paper as an experiment with a verdict: three "
-                               "trainings (lesion-free tiles bright / none / uniform), scores, a claims table")
+    p = _parser(sub, "claims", "each checkable finding of the paper as an experiment with a verdict: five "
+                               "trainings (lesion-free tiles bright / none / uniform; 100x100 tiles with the "
+                               "Euclidean and a soft Dice loss), scores, a claims table")
     _experiment_options(p, "quick", "the schedule, and without --cohort the phantom cohort and the reproduction "
                                     "run reused as the paper-protocol training (quick: about an hour on 2 CPU cores)",
                         "an imported cohort folder instead of the preset's phantom (claims that need the phantom's "
@@ -379,7 +380,7 @@ def _run_claims(args: argparse.Namespace) -> None:
     main_run = None
     if args.cohort is None:
         if jobs > 1:   # the reproduction's training beside the other two
-            plan = plan_claims(cohort, out, schedule, main_run=preset.run_dir)
+            plan = plan_claims(cohort, out, schedule, main_run=preset.run_dir, large_tile_batch=preset.large_tile_batch)
             prepare_runs(plan, args.force)
             train_side_by_side(list(plan.runs.values()), jobs, engine=args.engine, device=args.device)
         # the paper-protocol training is the reproduction itself: made (or resumed, or reused) first
@@ -387,7 +388,7 @@ def _run_claims(args: argparse.Namespace) -> None:
                            data_dir=args.data)
         main_run = Path(record["run"])
     done = run_claims(cohort, out, schedule, main_run=main_run, engine=args.engine, device=args.device,
-                      force=args.force, jobs=jobs)
+                      force=args.force, jobs=jobs, large_tile_batch=preset.large_tile_batch)
     for claim in done["claims"]:
         print(f"{claim['id']} ({claim['section']}): {claim['verdict']}: {claim['reason']}")
     print(f"claims table: {done['out']}/claims.md, {done['out']}/claims.html")

@@ -14,6 +14,10 @@ from .typing import PathLike
 PROTOTXT = Path("prototxt")
 DEPLOY = PROTOTXT / "plaquenet_deploy.prototxt"   # the paper's net on whole scans (Input, any H x W)
 PAPER_SOLVER = PROTOTXT / "solver.prototxt"        # the paper's SGD (§4.2)
+# §6's larger tiles (`plaquenet claims`, C7): the paper's SGD on 100x100 tiles with
+# its Euclidean loss, and the same with a soft Dice loss (its "cost function modification")
+LARGE_TILE_SOLVER = PROTOTXT / "solver_100.prototxt"
+LARGE_TILE_DICE_SOLVER = PROTOTXT / "solver_100_dice.prototxt"
 DATA = Path("data")
 CURRENT = DATA / "current"                         # the train prototxt's HDF5Data reads CURRENT/tiles/train.txt
 SEGMENT_OUT = Path("segment-out")                  # `plaquenet segment`'s default output folder

@@ -67,11 +67,18 @@ def find_deploy(snapshot: PathLike, deploy: Optional[PathLike] = None) -> Path:
 
 
 def deploy_beside(net_file: PathLike) -> Optional[Path]:
-    """The deploy net that belongs to a train net: the same name with `train`
-    replaced by `deploy`, in the same folder (prototxt/plaquenet_train.prototxt ->
-    prototxt/plaquenet_deploy.prototxt); None when there is none."""
+    """The deploy net that belongs to a train net, in the same folder: the
+    same name with `train` replaced by `deploy` (prototxt/plaquenet_train.prototxt
+    -> prototxt/plaquenet_deploy.prototxt), else, for a variant of a train net
+    (plaquenet_train_100_dice.prototxt), the deploy net of the name up to
+    `train` (plaquenet_deploy.prototxt: a variant in tiles or loss has the
+    same deploy layers); None when there is none."""
     net_file = Path(net_file)
     if "train" not in net_file.name:
         return None
-    candidate = net_file.with_name(net_file.name.replace("train", "deploy"))
-    return candidate if candidate.is_file() and candidate != net_file else None
+    stem = net_file.name[:net_file.name.index("train")]
+    for name in (net_file.name.replace("train", "deploy"), f"{stem}deploy{net_file.suffix}"):
+        candidate = net_file.with_name(name)
+        if candidate.is_file() and candidate != net_file:
+            return candidate
+    return None

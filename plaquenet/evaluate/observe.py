@@ -19,7 +19,10 @@ results.json), gathers:
   when the cohort has them, against the exact plaque masks (§5-6: are
   lesion-wise scores higher because the outlines are approximate?). The
   exact masks are restricted to the slices the polygons mark, so both are
-  scored on the same scans.
+  scored on the same scans;
+* how much output there is at all (§6: larger tiles "resulted in all-zero
+  network outputs"): the scans whose output has no pixel at ALL_ZERO_LEVEL
+  or above, those with no pixel at the chosen threshold, the largest output.
 
 Torch-free, one patient in memory at a time, like `score`.
 """
@@ -44,6 +47,9 @@ from .sweep import SweepCurve, SweepHistogram, ThresholdChoice, histogram_curve
 NEAR_BEST = 0.9  # "a wide range of thresholds" (§5): F within 90 % of the best test F
 CURVE_POINTS = 400  # thresholds kept per F curve in observations.json (the measures use all)
 FALSE_COMPONENT_STRUCTURE = np.ones((3, 3), bool)  # 8-connected, within a slice
+# An output with no pixel at 0.5 or above is "all-zero" (§6): black where the
+# sigmoid's midpoint decides, whatever threshold the training scans then choose.
+ALL_ZERO_LEVEL = 0.5
 
 
 @dataclasses.dataclass
@@ -110,6 +116,8 @@ class Observations:
     regions: Optional[Dict[str, Dict[str, int]]]  # region -> fp_pixels, false_components, area_pixels
     pixel: Dict[str, Dict[str, float]]  # "polygons"/"exact" -> pixel metrics and counts
     lesion: Dict[str, Dict[str, Any]]  # "polygons"/"exact" -> rule -> pooled lesion metrics (3D)
+    # all_zero_scans (no pixel >= ALL_ZERO_LEVEL), blank_scans (none >= threshold), max_output
+    outputs: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,7 +136,8 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
     false_comp = np.zeros(n_regions, np.int64)
     area = np.zeros(n_regions, np.int64)
     have_exact = True
-    scans = 0
+    scans = all_zero = blank = 0
+    max_output = -np.inf
     truths = iter_truth(cohort_dir, list(patients))
     for scan, truth in progress(zip(iter_scans(cohort_dir, list(patients)), truths), total=len(patients),
                                 desc="test scans (claims)", unit="patient"):
@@ -140,6 +149,10 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
             scans += 1
             marked = s.output_hw >= threshold
             marked_shw[s.index] = marked
+            top = float(np.max(s.output_hw))
+            max_output = max(max_output, top)
+            all_zero += top < ALL_ZERO_LEVEL
+            blank += not marked.any()
             hist["network"].add(s.output_hw, s.truth_hw)
             hist["raw"].add(s.image_hw, s.truth_hw)
             at["network"] += count_pixels(marked, s.truth_hw)
@@ -181,8 +194,10 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
     if legend:
         region_record = {legend[k]: {"fp_pixels": int(fp_pixels[k]), "false_components": int(false_comp[k]),
                                      "area_pixels": int(area[k])} for k in sorted(legend)}
+    outputs = {"all_zero_scans": all_zero, "blank_scans": blank, "max_output": float(max_output),
+               "all_zero_level": ALL_ZERO_LEVEL}
     return Observations(float(threshold), float(raw_threshold), scans, curves, ranges, region_record,
-                        pixel_record, lesion_record)
+                        pixel_record, lesion_record, outputs)
 
 
 def _pooled(summaries: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:

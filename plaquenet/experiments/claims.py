@@ -10,6 +10,16 @@ Three trainings on one schedule, differing only in their lesion-free tiles
     none      no lesion-free tiles
     uniform   one third lesion-free, drawn uniformly
 
+and two on 100x100 tiles (§6; the C7 experiment), the schedule's length but
+their own solvers, which differ in the loss alone:
+
+    large_euclidean   the paper's net and SGD, Euclidean loss (solver_100.prototxt)
+    large_dice        a soft Dice loss (solver_100_dice.prototxt)
+
+A preset may give the large-tile runs a smaller batch (`large_tile_batch`:
+the quick one, 25 tiles of 100x100, the pixels of the paper's 100 of 50x50),
+said in the table as a deviation.
+
 Each is scored as the paper scores (`score`: threshold on the training scans),
 the `bright` one at every snapshot (Fig. 5, C4). Then one more pass over the
 test scans per net (`evaluate.observe`) measures what the paper's own
@@ -34,7 +44,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .. import __version__
+from .. import __version__, paths
 from ..atomic import atomic_path, refuse_existing
 from ..cohort import cohort_name, read_split
 from ..engines.snapshots import find_deploy, latest_snapshot
@@ -47,13 +57,31 @@ from ..typing import PathLike
 from . import verdicts
 from .runner import Schedule, TileSpec, ensure_tiles, iterations_left, prepare_run, score_run, train_side_by_side
 
-VARIANTS: Dict[str, TileSpec] = {
-    "bright": TileSpec(),
-    "none": TileSpec(negative_share=0.0),
-    "uniform": TileSpec(negative_preference=0.0),
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One training of the claims: its tiles, and its own solver (None: the
+    claims schedule's, the paper's for a preset)."""
+
+    tiles: TileSpec
+    label: str
+    solver: Optional[Path] = None
+
+    @property
+    def large(self) -> bool:
+        return self.solver is not None
+
+
+LARGE_TILE = 100   # §6: "larger tiles"; the paper gives no size, 100x100 is twice its 50 a side
+VARIANTS: Dict[str, Variant] = {
+    "bright": Variant(TileSpec(), "1/3 lesion-free, bright preferred (paper)"),
+    "none": Variant(TileSpec(negative_share=0.0), "no lesion-free tiles"),
+    "uniform": Variant(TileSpec(negative_preference=0.0), "1/3 lesion-free, uniform"),
+    "large_euclidean": Variant(TileSpec(tile=LARGE_TILE), "100x100 tiles, Euclidean loss (paper's)",
+                               paths.LARGE_TILE_SOLVER),
+    "large_dice": Variant(TileSpec(tile=LARGE_TILE), "100x100 tiles, soft Dice loss", paths.LARGE_TILE_DICE_SOLVER),
 }
-LABELS = {"bright": "1/3 lesion-free, bright preferred (paper)", "none": "no lesion-free tiles",
-          "uniform": "1/3 lesion-free, uniform"}
+C3_VARIANTS = ("bright", "none", "uniform")
+LABELS = {name: v.label for name, v in VARIANTS.items()}
 SYNTHETIC_CAVEAT = ("A synthetic cohort can support or contradict the paper's mechanisms (where false alarms "
                     "fall, what the lesion-free tiles and the threshold choice do) but not its 55 % figure, which "
                     "belongs to its 96 patients' scans and outlines.")
@@ -68,46 +96,55 @@ class ClaimsPlan:
     schedule: Schedule
     max_iter: int  # the schedule's, after its override
     iterations_left: Dict[str, int]
+    schedules: Dict[str, Schedule] = dataclasses.field(default_factory=dict)  # variant -> its own
 
-    def __str__(self) -> str:
-        todo = {k: n for k, n in self.iterations_left.items() if n}
-        if not todo:
-            return "claims: every training is done; scoring and measuring only"
-        return ("claims: " + ", ".join(f"{k} {n} iterations" for k, n in todo.items())
-                + f" of training left ({sum(todo.values())} in all)")
+    def schedule_of(self, name: str) -> Schedule:
+        return self.schedules.get(name, self.schedule)
+
+    def cost(self, name: str) -> float:
+        """Pixels per iteration of a variant's training, relative to the claims
+        schedule's (the estimate scales the measured seconds by it)."""
+        def pixels(schedule: Schedule, tile: int) -> int:
+            return (schedule.batch_size or schedule.net_batch_size()) * tile ** 2
+        return pixels(self.schedule_of(name), VARIANTS[name].tiles.tile) / pixels(self.schedule, TileSpec().tile)
 
 
 def plan_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule,
-                main_run: Optional[PathLike] = None) -> ClaimsPlan:
+                main_run: Optional[PathLike] = None, large_tile_batch: Optional[int] = None) -> ClaimsPlan:
     """The run folders: the `bright` one is `main_run` when given (the
-    reproduction's), else OUT/runs/bright; the others OUT/runs/<variant>."""
+    reproduction's), else OUT/runs/bright; the others OUT/runs/<variant>.
+    The large-tile runs train as long as `schedule` (its max_iter and
+    snapshot), on their own solvers, with `large_tile_batch` tiles a batch
+    (None: their nets' own, the paper's 100)."""
     out = Path(out)
     runs = {name: out / "runs" / name for name in VARIANTS}
     if main_run is not None:
         runs["bright"] = Path(main_run)
     max_iter = schedule.max_iter or schedule.read().max_iter
+    schedules = {name: Schedule(v.solver, max_iter, schedule.snapshot, large_tile_batch)
+                 for name, v in VARIANTS.items() if v.solver is not None}
     left = {}
     for name, run in runs.items():
         at = iterations_left(run)[0] if (run / "solver.prototxt").is_file() else 0
         left[name] = max(max_iter - at, 0)
-    return ClaimsPlan(Path(cohort_dir), runs, schedule, max_iter, left)
+    return ClaimsPlan(Path(cohort_dir), runs, schedule, max_iter, left, schedules)
 
 
 def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run: Optional[PathLike] = None,
                engine: str = "torch", device: str = "cpu", force: bool = False,
                seconds_per_iteration: Optional[float] = None, jobs: int = 1,
-               say: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Train (or resume) the three runs, score them, measure, judge, write OUT.
+               large_tile_batch: Optional[int] = None, say: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Train (or resume) the five runs, score them, measure, judge, write OUT.
 
     OUT is written atomically except OUT/runs and OUT/observations, which
     persist between calls (they are what a rerun reuses); an OUT with a
     claims.json is refused unless `force` (only the table is replaced).
     `seconds_per_iteration`: for the estimate printed first (default: from
     the runs' train.log when one has trained). `jobs`: trainings at a time
-    (`runner.train_side_by_side`)."""
+    (`runner.train_side_by_side`). `large_tile_batch`: as for `plan_claims`."""
     out = Path(out)
     refuse_existing(out / "claims.json", force)
-    plan = plan_claims(cohort_dir, out, schedule, main_run)
+    plan = plan_claims(cohort_dir, out, schedule, main_run, large_tile_batch)
     seconds_per_iteration = seconds_per_iteration or measured_seconds_per_iteration(list(plan.runs.values()))
     if not any(plan.iterations_left.values()):
         say(str(plan))
@@ -120,9 +157,9 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
     results: Dict[str, Dict[str, Any]] = {}
     observations: Dict[str, Optional[Dict[str, Any]]] = {}
     for name, run in plan.runs.items():
-        # the paper-protocol run at every snapshot (Fig. 5, C4); the others' end points (C3)
+        # the paper-protocol run at every snapshot (Fig. 5, C4); the others' end points (C3, C7)
         results[name] = score_run(run, cohort_dir, engine=engine, device=device, all_snapshots=name == "bright",
-                                  whole_volume=name == "bright", training=schedule.training_note())
+                                  whole_volume=name == "bright", training=plan.schedule_of(name).training_note())
         observations[name] = _observations(out / "observations" / f"{name}.json", run, cohort_dir, results[name],
                                            engine, device)
 
@@ -132,6 +169,7 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "plaquenet": __version__, "engine": engine, "device": device,
         "schedule": f"{schedule.solver}" + ("; " + "; ".join(schedule.deviations()) if schedule.deviations() else ""),
+        "large_tile_schedules": {name: "; ".join(s.deviations()) for name, s in plan.schedules.items()},
         "runs": {k: str(v) for k, v in plan.runs.items()},
         "caveat": SYNTHETIC_CAVEAT,
     }
@@ -144,8 +182,8 @@ def prepare_runs(plan: ClaimsPlan, force: bool = False) -> None:
     (`prepare_run`); `force` replaces a run folder of another schedule, never
     the paper-protocol one (it may be the reproduction's)."""
     for name, run in plan.runs.items():
-        tiles_dir = ensure_tiles(plan.cohort_dir, VARIANTS[name])
-        prepare_run(run, plan.schedule, tiles_dir, force=force and name != "bright")
+        tiles_dir = ensure_tiles(plan.cohort_dir, VARIANTS[name].tiles)
+        prepare_run(run, plan.schedule_of(name), tiles_dir, force=force and name != "bright")
 
 
 def default_jobs(device: str) -> int:
@@ -165,11 +203,14 @@ def judge(results: Dict[str, Dict[str, Any]], observations: Dict[str, Optional[D
     found = [
         verdicts.c1_threshold_source(main),
         verdicts.c2_raw_intensity(main, main_obs),
-        verdicts.c3_bright_negatives(observations, {k: r["test"]["pixel"]["f1"] for k, r in results.items()}),
+        verdicts.c3_bright_negatives({k: observations.get(k) for k in C3_VARIANTS},
+                                     {k: results[k]["test"]["pixel"]["f1"] for k in C3_VARIANTS if k in results}),
         verdicts.c4_overtraining(main.get("training_curve", []), loss.iteration if loss else None,
                                  loss.loss if loss else None, plan.max_iter, paper_max_iter),
         verdicts.c5_false_alarm_regions(main_obs),
         verdicts.c6_lesion_vs_pixel(main_obs),
+        verdicts.c7_larger_tiles({k: (results.get(k), observations.get(k)) for k in ("large_euclidean", "large_dice")},
+                                 plan.schedule_of("large_euclidean").deviations()),
         *verdicts.pending_remedies(),
     ]
     return [_json_safe(dataclasses.asdict(c)) for c in found]
@@ -194,8 +235,14 @@ def measured_seconds_per_iteration(runs: Sequence[PathLike]) -> Optional[float]:
 
 
 def _eta(plan: ClaimsPlan, seconds_per_iteration: float) -> str:
-    seconds = sum(plan.iterations_left.values()) * seconds_per_iteration
-    return f"; about {seconds / 60:.0f} min of training at {seconds_per_iteration:.2f} s per iteration, plus scoring"
+    """The training time left, each run's iterations weighed by its pixels per
+    iteration (`ClaimsPlan.cost`) against the 50x50 runs' measured seconds."""
+    seconds = sum(n * plan.cost(name) for name, n in plan.iterations_left.items()) * seconds_per_iteration
+    return (f"; about {seconds / 60:.0f} min of training at {seconds_per_iteration:.2f} s per 50x50 iteration, "
+            "plus scoring")
+
+
+OBSERVATIONS_VERSION = 2   # what `observe` measures; a cache of another version is made again (2: outputs, C7)
 
 
 def _observations(path: Path, run: Path, cohort_dir: PathLike, results: Dict[str, Any], engine: str,
@@ -203,7 +250,7 @@ def _observations(path: Path, run: Path, cohort_dir: PathLike, results: Dict[str
     """`evaluate.observe` of the run's latest snapshot at its scored thresholds,
     cached in `path` (made again for another snapshot, threshold or cohort)."""
     snapshot = latest_snapshot(run)
-    key = {"snapshot": str(snapshot.resolve()), "size": snapshot.stat().st_size,
+    key = {"measures": OBSERVATIONS_VERSION, "snapshot": str(snapshot.resolve()), "size": snapshot.stat().st_size,
            "mtime_ns": snapshot.stat().st_mtime_ns, "threshold": results["threshold"],
            "raw_threshold": results["baseline"]["raw_intensity"]["threshold"], "cohort_dir": str(cohort_dir)}
     try:
@@ -229,7 +276,7 @@ def _write(out: Path, claims: List[Dict[str, Any]], about: Dict[str, Any], resul
     main_obs = observations["bright"]
     if main_obs is not None:
         figures.append((_caption_c2, _save(threshold_range_figure(main_obs), out / "c2_thresholds.png")))
-    regions = regions_figure(observations, LABELS)
+    regions = regions_figure({k: observations.get(k) for k in C3_VARIANTS}, LABELS)
     if regions is not None:
         figures.append((_caption_regions, _save(regions, out / "c3_c5_regions.png")))
     curves = Path(results["bright"].get("out", "")) / "curves.png"
@@ -264,4 +311,4 @@ def _replace(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-__all__ = ["VARIANTS", "ClaimsPlan", "plan_claims", "prepare_runs", "default_jobs", "run_claims", "judge"]
+__all__ = ["VARIANTS", "C3_VARIANTS", "Variant", "ClaimsPlan", "plan_claims", "prepare_runs", "default_jobs", "run_claims", "judge"]

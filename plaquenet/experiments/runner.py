@@ -48,12 +48,14 @@ SCORE_DIR = "score"
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """A solver prototxt and the two schedule fields an experiment may
-    override (None: the solver's own value)."""
+    """A solver prototxt and the schedule fields an experiment may override
+    (None: the solver's own value): max_iter and snapshot of the solver, and
+    batch_size, the train net's HDF5Data `batch_size`."""
 
     solver: Path = paths.PAPER_SOLVER   # the paper's SGD (§4.3)
     max_iter: Optional[int] = None
     snapshot: Optional[int] = None
+    batch_size: Optional[int] = None
 
     def read(self) -> "caffe_pb2.SolverParameter":
         """The schedule's solver as written (before any override)."""
@@ -65,6 +67,8 @@ class Schedule:
             raise InputError("--max-iter", f"must be at least 1, got {self.max_iter}")
         if self.snapshot is not None and self.snapshot < 0:
             raise InputError("snapshot", f"must be 0 (none but the last) or more, got {self.snapshot}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError("batch_size", f"must be at least 1, got {self.batch_size}")
 
     def deviations(self, param: Optional["caffe_pb2.SolverParameter"] = None) -> List[str]:
         """Each way this schedule differs from the paper's solver, as a sentence
@@ -77,7 +81,19 @@ class Schedule:
             found.append(f"max_iter {self.max_iter} instead of {whose} {param.max_iter}")
         if self.snapshot is not None and self.snapshot != param.snapshot:
             found.append(f"snapshot every {self.snapshot} iterations instead of {whose} {param.snapshot}")
+        if self.batch_size is not None:
+            batch = self.net_batch_size(param)
+            if self.batch_size != batch:
+                found.append(f"batch_size {self.batch_size} instead of {whose} {batch}")
         return found
+
+    def net_batch_size(self, param: Optional["caffe_pb2.SolverParameter"] = None) -> int:
+        """The batch_size of the train net's HDF5Data layer, as written."""
+        param = param if param is not None else self.read()
+        _, net_file = train_net(param, self.solver)
+        if net_file is None:
+            raise InputError(self.solver, "name the train net with `net: FILE` (the run derives its own copy)")
+        return int(_data_layer(read_net(net_file), net_file).hdf5_data_param.batch_size)
 
     def training_note(self) -> str:
         """How a run on this schedule was trained, for the top of score's report
@@ -222,14 +238,20 @@ def derive_run(run_dir: Path, schedule: Schedule, tiles_dir: PathLike) -> Tuple[
         ("net", str(run_dir / NET_FILE)), ("snapshot_prefix", str(run_dir / SNAPSHOT_NAME)),
         ("max_iter", schedule.max_iter), ("snapshot", schedule.snapshot)])
     net = read_net(net_file)
+    data = _data_layer(net, net_file)
+    source = str(Path(tiles_dir) / tiles.LIST_FILE)
+    net_changes = _set_fields(data.hdf5_data_param, [("source", source), ("batch_size", schedule.batch_size)],
+                              where=f"layer {data.name!r} hdf5_data_param.")
+    return (_derived_text(param, schedule.solver, solver_changes),
+            _derived_text(net, net_file, net_changes), deploy_beside(net_file))
+
+
+def _data_layer(net: "caffe_pb2.NetParameter", net_file: PathLike) -> Any:
+    """The train net's one HDF5Data layer (the tiles)."""
     data_layers = [layer for layer in net.layer if layer.type == "HDF5Data"]
     if len(data_layers) != 1:
         raise InputError(net_file, f"expected one HDF5Data layer (the tiles), found {len(data_layers)}")
-    source = str(Path(tiles_dir) / tiles.LIST_FILE)
-    net_changes = _set_fields(data_layers[0].hdf5_data_param, [("source", source)],
-                              where=f"layer {data_layers[0].name!r} hdf5_data_param.")
-    return (_derived_text(param, schedule.solver, solver_changes),
-            _derived_text(net, net_file, net_changes), deploy_beside(net_file))
+    return data_layers[0]
 
 
 def _set_fields(message: Any, values: Sequence[Tuple[str, Any]], where: str = "") -> List[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from plaquenet.caffe.prototxt import read_net
 from plaquenet.cli import main
 from plaquenet.errors import InputError
 from plaquenet.experiments import verdicts
@@ -34,7 +35,7 @@ def truth_cohort(tmp_path, monkeypatch):
 
 def test_claims_on_a_tiny_phantom(truth_cohort):
     schedule = Schedule(max_iter=3, snapshot=1)   # three snapshots: the least C4 can judge
-    done = run_claims(truth_cohort, Path("runs/claims"), schedule)
+    done = run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4)
     claims = {c["id"]: c for c in done["claims"]}
     assert list(claims) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
     assert all(c["verdict"] in VERDICTS and c["reason"] for c in claims.values())
@@ -55,6 +56,14 @@ def test_claims_on_a_tiny_phantom(truth_cohort):
     else:
         assert c5["verdict"] == verdicts.UNMEASURABLE
     assert {"polygons", "exact"} <= set(claims["C6"]["numbers"])
+    n = claims["C7"]["numbers"]
+    euclid, dice = n["large_euclidean"], n["large_dice"]
+    assert (claims["C7"]["verdict"] == verdicts.HOLDS) == (
+        euclid["all_zero_share"] >= verdicts.ALL_ZERO_SHARE and dice["all_zero_share"] < euclid["all_zero_share"]
+        and dice["test_f1"] > euclid["test_f1"])
+    observed = json.loads(Path("runs/claims/observations/large_euclidean.json").read_text())["observations"]
+    assert euclid["all_zero_share"] == observed["outputs"]["all_zero_scans"] / observed["scans"]
+    assert "tiles-100px" in read_net("runs/claims/runs/large_dice/train.prototxt").layer[0].hdf5_data_param.source
 
     # The measurements agree with score's counts of the same net on the same test scans.
     results = json.loads(Path("runs/claims/runs/bright/score/results.json").read_text())
@@ -72,12 +81,12 @@ def test_claims_on_a_tiny_phantom(truth_cohort):
 
     # A rerun reuses the trainings, the scores and the observations; without --force it refuses.
     with pytest.raises(InputError, match="already exists"):
-        run_claims(truth_cohort, Path("runs/claims"), schedule)
+        run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4)
     kept = {p: p.stat().st_mtime_ns for p in Path("runs/claims").glob("runs/*/plaquenet_iter_3.caffemodel")}
     kept.update({p: p.stat().st_mtime_ns for p in Path("runs/claims/observations").iterdir()})
     kept.update({p: p.stat().st_mtime_ns for p in Path("runs/claims").glob("runs/*/score/results.json")})
-    assert len(kept) == 9
-    again = run_claims(truth_cohort, Path("runs/claims"), schedule, force=True)
+    assert len(kept) == 15   # five runs: snapshot, observations, results
+    again = run_claims(truth_cohort, Path("runs/claims"), schedule, force=True, large_tile_batch=4)
     assert [c["verdict"] for c in again["claims"]] == [c["verdict"] for c in done["claims"]]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
@@ -91,6 +100,6 @@ def test_claims_reuse_the_reproductions_training_and_scores(truth_cohort):
     record = reproduce("quick", run_dir="runs/r", max_iter=2, cohort_dir=truth_cohort)
     scored = Path(record["run"]) / "score" / "results.json"
     before = scored.stat().st_mtime_ns
-    run_claims(truth_cohort, Path("runs/claims"), schedule, main_run=record["run"])
+    run_claims(truth_cohort, Path("runs/claims"), schedule, main_run=record["run"], large_tile_batch=4)
     assert scored.stat().st_mtime_ns == before
     assert "SHORTENED" in json.loads(Path("runs/claims/runs/none/score/results.json").read_text())["training"]

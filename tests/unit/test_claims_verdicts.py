@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from plaquenet.experiments.verdicts import (FAILS, HOLDS, MARGIN, UNMEASURABLE, c1_threshold_source, c2_raw_intensity,
+from plaquenet.experiments.verdicts import (ALL_ZERO_SHARE, FAILS, HOLDS, MARGIN, UNMEASURABLE, c1_threshold_source, c2_raw_intensity,
                                             c3_bright_negatives, c4_overtraining, c5_false_alarm_regions,
-                                            c6_lesion_vs_pixel, pending_remedies)
+                                            c6_lesion_vs_pixel, c7_larger_tiles, pending_remedies)
 
 
 def results(f_scan=0.5, f_tiles=0.3, f_raw=0.1):
@@ -127,6 +127,32 @@ def test_c6_without_lesion_scores_is_not_measurable():
     assert c6_lesion_vs_pixel(observations(0.0, math.nan)).verdict == UNMEASURABLE
 
 
-def test_the_remedies_are_listed_not_dropped():
-    assert [c.id for c in pending_remedies()] == ["C7", "C8"]
+def large_run(all_zero, f1, scans=10):
+    """(score results, observations) of a 100x100-tile net: `all_zero` of `scans` test scans all-zero."""
+    return ({"threshold": 0.1, "test": {"pixel": {"f1": f1}}},
+            {"scans": scans, "outputs": {"all_zero_scans": all_zero, "blank_scans": 0, "max_output": 0.4}})
+
+
+@pytest.mark.parametrize("euclid, dice, verdict", [
+    (large_run(10, 0.0), large_run(0, 0.3), HOLDS),       # the finding and its fix
+    (large_run(9, 0.1), large_run(2, 0.3), HOLDS),        # 90 % all-zero is enough
+    (large_run(8, 0.1), large_run(0, 0.3), FAILS),        # the Euclidean net has output on 2 of 10 scans
+    (large_run(10, 0.0), large_run(10, 0.0), FAILS),      # the Dice loss changes nothing
+    (large_run(10, 0.2), large_run(5, 0.1), FAILS),       # more output but a lower F
+])
+def test_c7_needs_the_all_zero_finding_and_the_losss_fix(euclid, dice, verdict):
+    claim = c7_larger_tiles({"large_euclidean": euclid, "large_dice": dice}, ["batch_size 25"])
+    assert claim.verdict == verdict, claim.reason
+    assert claim.numbers["large_euclidean"]["all_zero_share"] == euclid[1]["outputs"]["all_zero_scans"] / 10
+    assert claim.numbers["all_zero_share_needed"] == ALL_ZERO_SHARE
+    assert "batch_size 25" in claim.experiment
+
+
+def test_c7_without_its_runs_is_not_measurable():
+    claim = c7_larger_tiles({"large_euclidean": large_run(10, 0.0), "large_dice": (None, None)})
+    assert claim.verdict == UNMEASURABLE and "large_dice" in claim.reason
+
+
+def test_the_remedy_still_to_measure_is_listed_not_dropped():
+    assert [c.id for c in pending_remedies()] == ["C8"]
     assert all(c.verdict == UNMEASURABLE and c.reason for c in pending_remedies())

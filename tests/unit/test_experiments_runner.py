@@ -52,6 +52,43 @@ def test_the_derived_net_changes_only_the_tiles_it_reads(in_repo, tmp_path):
     assert (tmp_path / "run/deploy.prototxt").read_text() == Path("prototxt/plaquenet_deploy.prototxt").read_text()
 
 
+def test_a_batch_size_override_changes_the_nets_batch_alone_and_is_a_deviation(in_repo, tmp_path):
+    """C7's quick runs: 25 tiles of 100x100 a batch instead of the net's 100, said as a deviation;
+    the derived deploy net of a train-net variant is the paper's (`deploy_beside`)."""
+    schedule = Schedule(solver=Path("prototxt/solver_100.prototxt"), max_iter=300, batch_size=25)
+    prepare_run(tmp_path / "run", schedule, tmp_path / "tiles")
+    net, derived = read_net("prototxt/plaquenet_train_100.prototxt"), read_net(tmp_path / "run/train.prototxt")
+    data = [layer for layer in derived.layer if layer.type == "HDF5Data"][0]
+    assert data.hdf5_data_param.batch_size == 25
+    data.hdf5_data_param.batch_size = 100
+    data.hdf5_data_param.source = "data/current/tiles_100/train.txt"
+    assert derived == net
+    assert schedule.deviations() == [
+        "solver prototxt/solver_100.prototxt instead of the paper's prototxt/solver.prototxt",
+        "max_iter 300 instead of prototxt/solver_100.prototxt's 75000",
+        "batch_size 25 instead of prototxt/solver_100.prototxt's 100"]
+    assert (tmp_path / "run/deploy.prototxt").read_text() == Path("prototxt/plaquenet_deploy.prototxt").read_text()
+
+
+def test_the_large_tile_nets_are_the_papers_but_for_tiles_and_loss(in_repo):
+    """§6's pair (C7): plaquenet_train_100 is the paper's net reading 100x100 tiles, and
+    plaquenet_train_100_dice differs from it in the loss layer alone; their solvers are the
+    paper's but for the net, the run folder and (Dice) the learning rate."""
+    paper, large, dice = (read_net(f"prototxt/plaquenet_train{s}.prototxt") for s in ("", "_100", "_100_dice"))
+    for net in (paper, large, dice):
+        net.ClearField("name")
+        [layer for layer in net.layer if layer.type == "HDF5Data"][0].hdf5_data_param.ClearField("source")
+    assert large == paper
+    assert [layer for layer in large.layer if layer.name != "loss"] == [layer for layer in dice.layer
+                                                                         if layer.name != "loss"]
+    assert [layer.type for layer in large.layer if layer.name == "loss"] == ["EuclideanLoss"]
+    assert [layer.python_param.layer for layer in dice.layer if layer.name == "loss"] == ["SoftDiceLoss"]
+    solvers = {s: _fields(read_solver(f"prototxt/solver{s}.prototxt")) for s in ("", "_100", "_100_dice")}
+    for name in ("_100", "_100_dice"):
+        differs = {k for k in set(solvers[""]) | set(solvers[name]) if solvers[""].get(k) != solvers[name].get(k)}
+        assert differs == {"net", "snapshot_prefix"} | ({"base_lr"} if name == "_100_dice" else set()), name
+
+
 def test_prepare_run_rewrites_nothing_for_the_same_inputs(in_repo, tmp_path):
     prepare_run(tmp_path / "run", Schedule(max_iter=10), tmp_path / "tiles")
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()}
@@ -97,6 +134,7 @@ def test_schedule_deviations_name_every_change_from_the_paper(in_repo, schedule,
 @pytest.mark.parametrize("schedule, problem", [
     (Schedule(max_iter=0), "--max-iter: must be at least 1"),
     (Schedule(snapshot=-1), "snapshot: must be 0"),
+    (Schedule(batch_size=0), "batch_size: must be at least 1"),
 ])
 def test_a_bad_schedule_is_one_line(in_repo, schedule, problem):
     with pytest.raises(InputError, match=problem):
