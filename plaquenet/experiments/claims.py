@@ -108,6 +108,13 @@ class ClaimsPlan:
             return (schedule.batch_size or schedule.net_batch_size()) * tile ** 2
         return pixels(self.schedule_of(name), VARIANTS[name].tiles.tile) / pixels(self.schedule, TileSpec().tile)
 
+    def __str__(self) -> str:
+        todo = {k: n for k, n in self.iterations_left.items() if n}
+        if not todo:
+            return "claims: every training is done; scoring and measuring only"
+        return ("claims: " + ", ".join(f"{k} {n} iterations" for k, n in todo.items())
+                + f" of training left ({sum(todo.values())} in all)")
+
 
 def plan_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule,
                 main_run: Optional[PathLike] = None, large_tile_batch: Optional[int] = None) -> ClaimsPlan:
