@@ -1,7 +1,9 @@
 """Time and memory of `plaquenet score` on a small synthetic cohort, split into
-network inference and everything else (sweep, metrics, lesions, figures, report).
+network inference and everything else (sweep, metrics, lesions, figures, report),
+and scans scored per second one patient at a time, batched, and over workers.
 
     .venv/bin/python bench/bench_score.py [--patients 4] [--slices 6] [--tiles 512] [--threads N]
+                                          [--modes one,default,batched,workers] [--batch-slices 4] [--workers 2]
 
 Builds (once, cached under /tmp/plaquenet-bench-score) a cohort of P patients
 x S axial 448x512 slices with a few bright plaques on every slice (so every
@@ -10,7 +12,16 @@ slice is scored, §4.1), half train, half test, plus a Caffe HDF5Data file of
 (prototxt/plaquenet_deploy.prototxt) with random filler weights written as a
 .caffemodel. Runs `score_with_forward` with the torch engine's forward (`get_engine("torch").load_deploy`), timing
 every forward call. Prints slices and tiles scored, total seconds, seconds per
-scored slice for inference and for the rest, and peak RSS.
+scored slice for inference and for the rest, and peak RSS; then one row per
+mode (results.json "timing": scans scored per second of the evaluation):
+
+    one       every slice and every tile forwarded alone (the path before #15 item 3)
+    default   the engine's default batch (CPU: one 448x512 slice's pixels per call, so
+              91 tiles of 50x50 per call), the next patient read while one forwards
+    batched   --batch-slices slices per call
+    workers   --workers processes, each with cores / workers threads, default batch
+
+Every mode must give the same threshold and test F (checked: the run fails otherwise).
 """
 
 import argparse
@@ -27,9 +38,10 @@ import torch
 from plaquenet.caffe.prototxt import read_net
 from plaquenet.caffe.snapshot import write_caffemodel
 from plaquenet.cohort import Scan, split_file, write_cohort, write_split
-from plaquenet.engines import get_engine
+from plaquenet.engines import get_engine, with_batch_slices
 from plaquenet.engines.torch.net import TEST, Net, net_to_proto
-from plaquenet.score import score_with_forward
+from plaquenet.evaluate.parallel import Workers
+from plaquenet.score import ForwardLoader, score_with_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "prototxt" / "plaquenet_deploy.prototxt"
@@ -77,12 +89,39 @@ def random_snapshot() -> Path:
     return path
 
 
+def run_mode(mode, cohort_dir, snapshot, batch_slices, workers):
+    """results.json's content of one scoring in `mode`."""
+    net = get_engine("torch").load_deploy(DEPLOY, snapshot)
+    spread = None
+    if mode == "batched":
+        net = with_batch_slices(net, batch_slices)
+    elif mode == "workers":
+        spread = Workers(workers, ForwardLoader("torch", str(DEPLOY), str(snapshot)))
+    with tempfile.TemporaryDirectory(prefix="bench-score-", dir=CACHE) as work:
+        results = score_with_forward(net, cohort_dir, Path(work) / "score", workers=spread)
+    return results
+
+
+def print_modes(rows):
+    print()
+    print("| mode | workers | slices per call (448x512) | seconds | scans | scans/s | slices forwarded/s | tiles |")
+    print("|---|---|---|---|---|---|---|---|")
+    for mode, t in rows:
+        print(f"| {mode} | {t['workers']} | {t['batch_slices'] if mode != 'one' else '1 (tiles 1)'} | "
+              f"{t['seconds']:.1f} | {t['scans']} | {t['scans_per_second']:.3f} | "
+              f"{t['slices_forwarded'] / t['seconds']:.3f} | {t['tiles_forwarded']} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=4)
     parser.add_argument("--slices", type=int, default=6)
     parser.add_argument("--tiles", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--modes", default="one,default,batched,workers",
+                        help="comma list of one, default, batched, workers (empty: only the split above)")
+    parser.add_argument("--batch-slices", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,6 +156,17 @@ def main(argv=None):
           "figures, report)")
     print(f"peak RSS               {peak_mib:.0f} MiB")
     print(f"test F (random weights) {results['test']['pixel']['f1']:.3f}")
+
+    rows = []
+    for mode in [m for m in args.modes.split(",") if m]:
+        if mode == "one":   # the run above: its forward has no `many`, so one slice or tile per call
+            rows.append((mode, results["timing"]))
+            continue
+        done = run_mode(mode, cohort_dir, random_snapshot(), args.batch_slices, args.workers)
+        if (done["threshold"], done["test"]["pixel"]) != (results["threshold"], results["test"]["pixel"]):
+            raise SystemExit(f"mode {mode}: threshold {done['threshold']} or test F differs from the first run's")
+        rows.append((mode, done["timing"]))
+    print_modes(rows)
 
 
 if __name__ == "__main__":

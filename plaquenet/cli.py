@@ -47,6 +47,13 @@ def _engine_and_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (gpu is taken for cuda)")
 
 
+def _batch_slices(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-slices", type=int, default=None, metavar="N",
+                   help="448x512 slices per forward call (smaller inputs packed to as many pixels; default: the "
+                        "engine's choice, 1 on the CPU where more whole slices gain nothing, more on a GPU as its free "
+                        "memory allows; the caffe engine goes one at a time)")
+
+
 def _precision(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="the arithmetic (default: fp32, Caffe's); bf16 (CPUs with AVX512_BF16 or AMX, GPUs) and "
@@ -219,6 +226,13 @@ def _add_score(sub: "SubParsers") -> None:
     p.add_argument("--no-whole-volume", action="store_true",
                    help="skip scoring every slice of each test patient beside the paper's slices with plaques "
                         "(results.json 'whole_volume'; costs a forward of every test slice)")
+    p.add_argument("--brain", action="store_true",
+                   help="count no output further than 3 mm from each patient's brain mask (from `plaquenet "
+                        "brainmask --cohort`), threshold choice included (results.json 'brain')")
+    _batch_slices(p)
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="spread the patients over N processes, each loading the net with cores/N threads "
+                        "(every number in results.json as with one; worth it when one forward leaves cores idle)")
     _force(p, "OUT (and DIR)")
 
 
@@ -228,11 +242,16 @@ def _run_score(args: argparse.Namespace) -> None:
     results = score(args.all_snapshots or args.snapshot, cohort_dir=args.cohort, deploy=args.deploy,
                     engine=args.engine, device=args.device, out=args.out, force=args.force,
                     all_snapshots=args.all_snapshots is not None, probabilities_dir=args.save_probabilities,
-                    tiles=args.tiles, whole_volume=not args.no_whole_volume, precision=args.precision)
+                    tiles=args.tiles, whole_volume=not args.no_whole_volume, precision=args.precision,
+                    brain=args.brain, workers=args.workers, batch_slices=args.batch_slices)
     f1, paper = results["test"]["pixel"]["f1"], results["paper"]["test"]["pixel"]["f1"]
     volume = f", whole volumes {results['whole_volume']['pixel']['f1']:.4f}" if "whole_volume" in results else ""
     print(f"test F-measure {f1:.4f}{volume} at threshold {results['threshold']:.4g} (paper: {paper}); "
           f"report: {results['out']}/report.html")
+    timing = results["timing"]
+    print(f"{timing['scans']} scans scored in {timing['seconds']:.1f} s: {timing['scans_per_second']:.2f} scans/s "
+          f"({timing['slices_forwarded']} slices and {timing['tiles_forwarded']} tiles forwarded; "
+          f"workers {timing['workers']}, {timing['batch_slices']} slice(s) per call)")
 
 
 # --- segment ---------------------------------------------------------------
@@ -250,8 +269,13 @@ def _add_segment(sub: "SubParsers") -> None:
                    help=f"deploy prototxt (default: the run folder's copy, else {paths.DEPLOY})")
     p.add_argument("--min-lesion-mm3", type=float, default=0.0,
                    help="drop lesions of this volume or less (0: keep all)")
+    p.add_argument("--brain", action="store_true",
+                   help="drop plaque voxels more than 3 mm outside the brain (HD-BET, offline: pip install "
+                        "'plaquenet[brain]'); writes brain.nii.gz beside mask.nii.gz; a single slice is "
+                        "segmented without it")
     _engine_and_device(p)
     _precision(p)
+    _batch_slices(p)
     _force(p, "OUT")
 
 
@@ -260,7 +284,40 @@ def _run_segment(args: argparse.Namespace) -> None:
 
     print(segment(args.study, args.snapshot, out=args.out, threshold=args.threshold, deploy=args.deploy,
                   min_lesion_mm3=args.min_lesion_mm3, engine=args.engine, device=args.device, force=args.force,
+                  brain=args.brain, batch_slices=args.batch_slices,
                   precision=args.precision))
+
+
+# --- brainmask -------------------------------------------------------------
+
+def _add_brainmask(sub: "SubParsers") -> None:
+    p = _parser(sub, "brainmask", "brain masks, offline (HD-BET, the `brain` extra): a cohort store's patients "
+                                  "into the store, or one study -> NIfTI")
+    p.add_argument("study", type=Path, nargs="?", default=None,
+                   help="one patient folder (DICOM FLAIR series or NIfTI); with --out")
+    p.add_argument("--cohort", type=Path, default=None, help="cohort folder: a mask for each patient, into cohort.h5")
+    p.add_argument("--out", type=Path, default=None, help="with STUDY: the mask to write (.nii.gz)")
+    p.add_argument("--mode", choices=("fast", "accurate"), default="fast",
+                   help="HD-BET's: fast (one network) or accurate (five averaged, about 5x slower)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    _force(p, "earlier brain masks (or OUT)")
+
+
+def _run_brainmask(args: argparse.Namespace) -> None:
+    from .brain import hd_bet, version
+    from .brainmask import brainmask_cohort, brainmask_study
+
+    if (args.cohort is None) == (args.study is None):
+        raise InputError(None, "give either --cohort DIR or STUDY --out FILE.nii.gz")
+    if args.study is not None and args.out is None:
+        raise InputError("--out", "STUDY needs --out FILE.nii.gz")
+    if args.cohort is not None and args.out is not None:
+        raise InputError("--out", "not with --cohort (the masks go into the cohort store)")
+    extractor = hd_bet(mode=args.mode, device=args.device)
+    if args.cohort is not None:
+        print(brainmask_cohort(args.cohort, extractor, f"{version()} ({args.mode})", force=args.force))
+    else:
+        print(f"brain mask -> {brainmask_study(args.study, args.out, extractor, force=args.force)}")
 
 
 # --- export ----------------------------------------------------------------
@@ -403,6 +460,7 @@ COMMANDS: Dict[str, Tuple[Callable[["SubParsers"], None], Callable[[argparse.Nam
     "train": (_add_train, _run_train),
     "score": (_add_score, _run_score),
     "segment": (_add_segment, _run_segment),
+    "brainmask": (_add_brainmask, _run_brainmask),
     "export": (_add_export, _run_export),
     "export-nnunet": (_add_export_nnunet, _run_export_nnunet),
     "reproduce": (_add_reproduce, _run_reproduce),

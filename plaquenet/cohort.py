@@ -11,6 +11,9 @@ Layout of `data/<cohort>/cohort.h5`::
                                (labels of regions_legend)
     /patients/<id>/mask_exact  optional: (S, H, W) uint8, 1 = plaque voxel, exactly
                                (the truth behind the outlines; the phantom has it)
+    /patients/<id>/brain       optional: (S, H, W) uint8, 1 = brain (`plaquenet brainmask`,
+                               added to the store in place: `write_brain_masks`)
+    attrs brain_extractor      with the brain masks: which extractor wrote them
     /patients/<id> attrs   voxel_mm (3,) in (S, H, W) order, mm
                            affine_whs (4, 4): NIfTI affine of flair.transpose(2, 1, 0),
                              index (w, h, s) -> RAS mm
@@ -251,6 +254,46 @@ def iter_truth(cohort_dir: PathLike, patients: Optional[Sequence[str]] = None) -
             g = f["patients"][pid]
             yield Truth(pid, g["regions"][...] if "regions" in g else None,
                         g["mask_exact"][...] if "mask_exact" in g else None)
+
+
+def write_brain_masks(cohort_dir: PathLike, masks: Dict[str, np.ndarray], extractor: str) -> Path:
+    """Add each patient's brain mask (S, H, W) 0/1 to the store, atomically (a copy
+    with the masks is renamed onto it). The images, the split and the tiles stay
+    valid (cohort_id is kept); earlier brain masks are replaced."""
+    path = cohort_file(cohort_dir)
+    with _open(cohort_dir) as f:
+        shapes = {pid: f["patients"][pid]["flair"].shape for pid in f["patients"]}
+    for pid, mask in masks.items():
+        if pid not in shapes:
+            raise InputError(path, f"no patient {pid}")
+        if mask.shape != shapes[pid]:
+            raise InputError(path, f"{pid}: brain mask shape {mask.shape} does not match image shape {shapes[pid]}")
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            for pid, mask in masks.items():
+                g = f["patients"][pid]
+                if "brain" in g:
+                    del g["brain"]
+                g.create_dataset("brain", data=(np.asarray(mask) > 0).astype(np.uint8), chunks=(1,) + mask.shape[1:],
+                                 compression="gzip")
+            f.attrs["brain_extractor"] = extractor
+    return path
+
+
+def brain_masks_present(cohort_dir: PathLike) -> List[str]:
+    """The patients whose group holds a brain mask."""
+    with _open(cohort_dir) as f:
+        return sorted(pid for pid, g in f["patients"].items() if "brain" in g)
+
+
+def load_brain(cohort_dir: PathLike, patient: str) -> Optional[np.ndarray]:
+    """uint8 (S, H, W) 0/1, the patient's brain mask; None when the store has none for it."""
+    with _open(cohort_dir) as f:
+        if patient not in f["patients"]:
+            raise InputError(cohort_file(cohort_dir), f"no patient {patient}")
+        g = f["patients"][patient]
+        return g["brain"][...] if "brain" in g else None
 
 
 def normalise_intensity(flair_shw: np.ndarray) -> np.ndarray:

@@ -18,7 +18,9 @@ in the paper (§3.3, §4.1, §4.3, §5), written to one self-describing folder.
        and the probability volume of every patient as NIfTI
        (`save_probabilities`: every slice forwarded, not only those with plaques)
 
-One patient volume is in memory at a time. The training outputs are cached
+One patient volume is in memory at a time (three while the next is read
+ahead, evaluate/parallel.py; with `workers`, two per worker in flight, each
+forwarded in its own process: every number as with one). The training outputs are cached
 on disk (inside the folder being written, removed before it is renamed in
 place) for the sweep's second pass and the per-patient training metrics,
 which need the threshold that only the whole training set gives.
@@ -32,6 +34,7 @@ import datetime
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -39,8 +42,10 @@ import numpy as np
 
 from . import __version__, paths
 from .atomic import atomic_path, refuse_existing
-from .cohort import cohort_file, cohort_name, iter_masks, iter_scans, lesion_slices, patient_ids, read_split, split_file
-from .engines import Forward, checked, get_engine
+from .brain import GROW_MM, grow, unusable
+from .cohort import (Scan, brain_masks_present, cohort_file, cohort_name, iter_masks, iter_scans, lesion_slices,
+                     load_brain, patient_ids, read_split, split_file)
+from .engines import Forward, checked, get_engine, with_batch_slices
 from .engines.snapshots import find_deploy, latest_snapshot, snapshots_by_iteration
 from .errors import InputError
 from .progress import progress
@@ -48,9 +53,10 @@ from .report.figures import (precision_recall_figure, raw_threshold_figure, save
                               training_curves_figure)
 from .report.html import write_report
 from .evaluate.curves import SnapshotScore, TrainingCurve, read_training_loss, write_curves_csv
-from .evaluate.inference import (LesionSlice, count_tiles, forward_lesion_slices, forward_volume,
-                                 lesion_slices_of_volume, threshold_from_tiles, training_tile_files)
+from .evaluate.inference import (LesionSlice, count_tiles, forward_volume, lesion_slices_of_volume,
+                                 slices_per_call, threshold_from_tiles, training_tile_files)
 from .evaluate.lesions import LesionCounts, all_rules, lesion_summaries
+from .evaluate.parallel import PatientPool, Workers, check_workers, forwarded_scans, patient_pool
 from .evaluate.metrics import PixelCounts, count_pixels, mean_and_std, pixel_metrics
 from .evaluate.volume import VolumeCounts, volume_counts, whole_volume_summary
 from .evaluate.sweep import SweepCurve, SweepHistogram, ThresholdChoice, best_f_threshold_two_pass, histogram_curve
@@ -101,11 +107,29 @@ def load_forward(engine: str, deploy: PathLike, snapshot: PathLike, device: str 
     return checked(get_engine(engine).load_deploy(deploy, snapshot, device, precision=precision), snapshot)
 
 
+@dataclasses.dataclass(frozen=True)
+class ForwardLoader:
+    """`load_forward`'s arguments and the batch (engines.with_batch_slices), as
+    a picklable callable: how each process of `--workers` loads the same net."""
+
+    engine: str
+    deploy: str
+    snapshot: str
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_slices: Optional[int] = None
+
+    def __call__(self) -> Forward:
+        return with_batch_slices(load_forward(self.engine, self.deploy, self.snapshot, self.device, self.precision),
+                                 self.batch_slices)
+
+
 def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Optional[PathLike] = None,
           engine: str = "torch", device: str = "cpu", out: Optional[PathLike] = None, force: bool = False,
           all_snapshots: bool = False, probabilities_dir: Optional[PathLike] = None,
           tiles: Optional[PathLike] = None, whole_volume: bool = True, precision: str = "fp32",
-          training: Optional[str] = None) -> Dict[str, Any]:
+          training: Optional[str] = None, brain: bool = False, workers: int = 1,
+          batch_slices: Optional[int] = None) -> Dict[str, Any]:
     """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
     write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns.
 
@@ -123,7 +147,15 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
     precision: the engine's arithmetic (engines.PRECISIONS; fp32 is Caffe's),
     recorded in results.json.
     training: a sentence on how the net was trained (`plaquenet reproduce`:
-    what was shortened), in results.json and at the top of the report."""
+    what was shortened), in results.json and at the top of the report.
+    brain: outputs further than brain.GROW_MM from each patient's brain mask
+    (`plaquenet brainmask --cohort`) are set to 0 before anything is counted,
+    threshold choice included (results.json "brain").
+    workers: patients spread over this many processes (evaluate/parallel.py),
+    each loading the net itself; every number is the same as with one.
+    batch_slices: 448x512 slices per forward call (default: the engine's
+    choice, 1 on the CPU; the caffe engine forwards one at a time)."""
+    check_workers(workers)
     run_snapshots = snapshots_by_iteration(snapshot) if all_snapshots else None
     snapshot = latest_snapshot(snapshot)
     deploy = find_deploy(snapshot, deploy)
@@ -134,18 +166,23 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
         refuse_existing(probabilities_dir, force)
     about = {"snapshot": str(snapshot), "engine": engine, "device": device, "precision": precision,
              "deploy": str(deploy), **({"training": training} if training else {})}
-    forward = load_forward(engine, deploy, snapshot, device, precision)
+    forward = ForwardLoader(engine, str(deploy), str(snapshot), device, precision, batch_slices)()
+
+    def spread(path: Path) -> Optional[Workers]:
+        return Workers(workers, ForwardLoader(engine, str(deploy), str(path), device, precision, batch_slices)) \
+            if workers > 1 else None
     curve = None
     if run_snapshots is not None:
         loss = read_training_loss(snapshot.parent)
         out.parent.mkdir(parents=True, exist_ok=True)
-        earlier = [snapshot_f_measure(load_forward(engine, deploy, path, device, precision), cohort_dir, n, path,
-                                      cache_dir=out.parent)
+        earlier = [snapshot_f_measure(ForwardLoader(engine, str(deploy), str(path), device, precision,
+                                                    batch_slices)(), cohort_dir, n, path,
+                                      cache_dir=out.parent, brain=brain, workers=spread(path))
                    for n, path in progress(run_snapshots[:-1], desc="snapshots", unit="snapshot")]
         curve = TrainingCurve(loss, earlier)
     results = score_with_forward(forward, cohort_dir, out, force=force, about=about, curve=curve,
                                  iteration=run_snapshots[-1][0] if run_snapshots else None, tiles=tiles,
-                                 whole_volume=whole_volume)
+                                 whole_volume=whole_volume, brain=brain, workers=spread(snapshot))
     if probabilities_dir is not None:
         save_probabilities(forward, cohort_dir, probabilities_dir, force=force)
     return results
@@ -154,22 +191,29 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
 def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, force: bool = False,
                        about: Optional[Dict[str, Any]] = None, curve: Optional[TrainingCurve] = None,
                        iteration: Optional[int] = None, tiles: Optional[PathLike] = None,
-                       whole_volume: bool = True) -> Dict[str, Any]:
+                       whole_volume: bool = True, brain: bool = False,
+                       workers: Optional[Workers] = None) -> Dict[str, Any]:
     """The whole evaluation with any `forward` (image_hw -> output_hw) in place of
     a loaded snapshot; writes `out` atomically and returns results.json's
     content (NaN as NaN, not null) plus "out", the folder written.
 
     curve: the earlier snapshots' scores and the loss; this snapshot (at
     `iteration`) is added to it and curves.csv, curves.png written.
-    whole_volume: add results["whole_volume"] (every slice of each test patient)."""
+    whole_volume: add results["whole_volume"] (every slice of each test patient).
+    workers: patients forwarded in worker processes, each with its own forward
+    (`Workers.load_forward`, the same net); `forward` still does the tiles.
+    results["timing"]: scans scored per second (README, Measured)."""
     out = Path(out)
     refuse_existing(out, force)
     split = _check_split(cohort_dir)
     _check_test_has_lesions(cohort_dir, split["test"])
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=tmp) as cache:
-            results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache), tiles, whole_volume)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=tmp) as cache, patient_pool(workers) as pool:
+            results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache), tiles, whole_volume,
+                                                     brain, pool)
+        results["timing"] = _timing(results, time.perf_counter() - started, forward, workers)
         results = {"snapshot": None, "engine": None, **(about or {}), **results}
         if curve is not None:
             assert iteration is not None, "a training curve needs this snapshot's iteration"
@@ -182,17 +226,20 @@ def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, fo
 
 
 def snapshot_f_measure(forward: Forward, cohort_dir: PathLike, iteration: int, snapshot: PathLike,
-                       cache_dir: Optional[PathLike] = None) -> SnapshotScore:
+                       cache_dir: Optional[PathLike] = None, brain: bool = False,
+                       workers: Optional[Workers] = None) -> SnapshotScore:
     """One point of the training curves (Fig. 5), without the figures and the
     report: the threshold with the best F on the full training scans (§3.3) and
     the pooled pixel F-measure on the training and the test scans at it, computed
     exactly as `score_with_forward` does. Training outputs are cached under
     `cache_dir` (removed on return), one patient in memory at a time."""
     split = _check_split(cohort_dir)
-    with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=cache_dir) as cache:
-        train = _training_pass(forward, cohort_dir, split["train"], Path(cache))
-        choice = _best_threshold(train, "output_shw")
-    test = _test_pass(forward, cohort_dir, split["test"], {"network": choice.threshold}, lesions=False)
+    with patient_pool(workers) as pool:
+        with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=cache_dir) as cache:
+            train = _training_pass(forward, cohort_dir, split["train"], Path(cache), brain, pool)
+            choice = _best_threshold(train, "output_shw")
+        test = _test_pass(forward, cohort_dir, split["test"], {"network": choice.threshold}, lesions=False,
+                          brain=brain, pool=pool)
     return SnapshotScore(int(iteration), str(snapshot), choice.threshold,
                          pixel_metrics(_choice_counts(choice))["f1"], pixel_metrics(test["pooled"]["network"])["f1"])
 
@@ -233,11 +280,43 @@ class TrainingPass:
     scans: int
 
 
-def _training_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], cache: Path) -> TrainingPass:
+def _grown_brain(cohort_dir: PathLike, scan: Scan, brain: bool) -> Optional[np.ndarray]:
+    """bool (S, H, W): where outputs count with `brain` (the mask grown by GROW_MM);
+    None without `brain`, and for a single slice (no extractor takes one: unfiltered,
+    listed in results.json "brain")."""
+    if not brain:
+        return None
+    mask = load_brain(cohort_dir, scan.patient)
+    if mask is None:
+        if unusable(scan.flair_shw.shape):
+            return None
+        raise InputError(cohort_file(cohort_dir), f"no brain mask for {scan.patient} (run `plaquenet brainmask "
+                                                  f"--cohort {cohort_dir}` first, or score without --brain)")
+    return grow(mask, scan.voxel_mm)
+
+
+def _inside(slices: Iterator[LesionSlice], keep_shw: Optional[np.ndarray]) -> Iterator[LesionSlice]:
+    """The slices with their output set to 0 outside `keep_shw` (unchanged when None)."""
+    for s in slices:
+        yield s if keep_shw is None else dataclasses.replace(s, output_hw=np.where(keep_shw[s.index], s.output_hw,
+                                                                                   np.float32(0)))
+
+
+def _brain_record(cohort_dir: PathLike, patients: List[str]) -> Dict[str, Any]:
+    masked = set(brain_masks_present(cohort_dir))
+    unfiltered = [p for p in patients if p not in masked]  # single slices (_grown_brain)
+    return {"grow_mm": GROW_MM, "rule": "outputs further than grow_mm from the brain mask set to 0",
+            "unfiltered_single_slices": unfiltered}
+
+
+def _training_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], cache: Path,
+                   brain: bool = False, pool: Optional[PatientPool] = None) -> TrainingPass:
     network, raw, scans = SweepHistogram(), SweepHistogram(), 0
     cached: Dict[str, Path] = {}
-    for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="training scans", unit="patient"):
-        slices = list(forward_lesion_slices(scan, forward))
+    for done in progress(forwarded_scans(forward, cohort_dir, patients, pool=pool), total=len(patients),
+                         desc="training scans", unit="patient"):
+        scan = done.scan
+        slices = list(_inside(done.lesion_slices(), _grown_brain(cohort_dir, scan, brain)))
         if not slices:
             continue
         output = np.stack([s.output_hw for s in slices])
@@ -269,8 +348,9 @@ Curves = Dict[str, Tuple[SweepCurve, float]]   # label -> (precision-recall curv
 
 def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any], cache: Path,
               tiles: Optional[PathLike] = None,
-              whole_volume: bool = False) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Views, Curves]:
-    train = _training_pass(forward, cohort_dir, split["train"], cache)
+              whole_volume: bool = False,
+              brain: bool = False, pool: Optional[PatientPool] = None) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Views, Curves]:
+    train = _training_pass(forward, cohort_dir, split["train"], cache, brain, pool)
     chosen = {"network": _best_threshold(train, "output_shw"), "baseline": _best_threshold(train, "image_shw")}
     thresholds = {name: choice.threshold for name, choice in chosen.items()}
 
@@ -283,7 +363,8 @@ def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any], cac
         thresholds["tiles"] = from_tiles
 
     train_rows = _training_rows(train, thresholds["network"])
-    test = _test_pass(forward, cohort_dir, split["test"], thresholds, whole_volume=whole_volume)
+    test = _test_pass(forward, cohort_dir, split["test"], thresholds, whole_volume=whole_volume, brain=brain,
+                      pool=pool)
 
     def split_results(pooled: PixelCounts, per_patient: List[Dict[str, Any]]) -> Dict[str, Any]:
         return {"pixel": _pixel_record(pooled), "per_patient": mean_and_std(per_patient)}
@@ -320,9 +401,25 @@ def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any], cac
     }
     if whole_volume:
         results["whole_volume"] = whole_volume_summary(test["volumes"], thresholds["network"])
+    if brain:
+        results["brain"] = _brain_record(cohort_dir, split["train"] + split["test"])
     curves = {"network output": (histogram_curve(train.network, chosen["network"]), thresholds["network"]),
               "raw intensity (baseline)": (histogram_curve(train.raw, chosen["baseline"]), thresholds["baseline"])}
     return results, train_rows + test["rows"], {"best": test["best"], "worst": test["worst"]}, curves
+
+
+def _timing(results: Dict[str, Any], seconds: float, forward: Forward, workers: Optional[Workers]) -> Dict[str, Any]:
+    """How fast the evaluation went (results.json "timing"): the scans scored
+    (train and test slices with plaques) per second of the whole evaluation
+    (forwards, sweep, metrics; not the figures and the report); the 448x512-size
+    slices forwarded (whole volumes: every test slice) and the tiles."""
+    counts = results["counts"]
+    scans = counts["train"]["scans"] + counts["test"]["scans"]
+    test_slices = results["whole_volume"]["counts"]["slices"] if "whole_volume" in results else counts["test"]["scans"]
+    return {"seconds": round(seconds, 3), "scans": scans, "scans_per_second": round(scans / max(seconds, 1e-9), 3),
+            "slices_forwarded": counts["train"]["scans"] + test_slices, "tiles_forwarded": counts["tiles"] or 0,
+            "workers": workers.count if workers else 1,
+            "batch_slices": slices_per_call(forward, (448, 512))}   # per call, of the paper's slice size
 
 
 def _choice_counts(choice: ThresholdChoice) -> PixelCounts:
@@ -339,7 +436,8 @@ def _training_rows(train: TrainingPass, threshold: float) -> List[Dict[str, Any]
 
 
 def _test_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], thresholds: Dict[str, float],
-               lesions: bool = True, whole_volume: bool = False) -> Dict[str, Any]:
+               lesions: bool = True, whole_volume: bool = False, brain: bool = False,
+               pool: Optional[PatientPool] = None) -> Dict[str, Any]:
     """Counts at each threshold, pooled and per patient, and the slices with the
     best and the worst F-measure at the network threshold (first of equals);
     lesion-wise counts unless `lesions` is False (the training curves skip them);
@@ -351,17 +449,21 @@ def _test_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], thre
     by_rule: Dict[str, Dict[str, LesionCounts]] = {}
     by_rule_2d: Dict[str, Dict[str, LesionCounts]] = {}
     volumes: List[VolumeCounts] = []
-    for scan in progress(iter_scans(cohort_dir, patients), total=len(patients),
+    for done in progress(forwarded_scans(forward, cohort_dir, patients, whole_volume, pool), total=len(patients),
                          desc="test volumes" if whole_volume else "test scans", unit="patient"):
+        scan = done.scan
         patient = {name: PixelCounts() for name in thresholds}
         n = 0
+        keep_shw = _grown_brain(cohort_dir, scan, brain)
         if whole_volume:  # every slice once; those with plaques are taken from it
-            output_shw = forward_volume(scan.flair_shw, forward)
+            output_shw = done.output_shw
+            if keep_shw is not None:
+                output_shw[~keep_shw] = 0
             volumes.append(volume_counts(scan.patient, output_shw, scan.mask_shw, scan.voxel_mm,
                                          thresholds["network"]))
-            slices = lesion_slices_of_volume(scan, output_shw)
+            slices = lesion_slices_of_volume(scan, output_shw, done.image_shw)
         else:
-            slices = forward_lesion_slices(scan, forward)
+            slices = _inside(done.lesion_slices(), keep_shw)
         # §5 lesion-wise: the thresholded output placed in a volume, one patient
         # at a time; slices without plaques count as unmarked (§4.1 scores only those).
         marked_shw = np.zeros(scan.mask_shw.shape, bool)

@@ -23,6 +23,8 @@ OUT (written atomically, one folder) holds
                         voxel indices (s, h, w) and in RAS mm, the world
                         frame of mask.nii.gz (LESION_COLUMNS)
     overlays/slice_<s>.png  each slice with plaques, mask in colour
+    brain.nii.gz        with `brain`: the brain mask (uint8, same grid); plaque
+                        voxels further than `brain.GROW_MM` from it are dropped
     segment.json        threshold, snapshot, counts (no header field, no path
                         of the study)
 
@@ -45,8 +47,9 @@ import numpy as np
 
 from . import __version__, paths
 from .atomic import atomic_path, refuse_existing
+from .brain import GROW_MM, Extractor, brain_mask, grow, hd_bet, unusable
 from .cohort import normalise_intensity
-from .engines import checked, get_engine
+from .engines import checked, get_engine, with_batch_slices
 from .engines.snapshots import find_deploy, latest_snapshot
 from .errors import InputError
 from .typing import PathLike
@@ -91,6 +94,7 @@ class SegmentResult:
     lesions: List[Lesion]
     mask_shw: np.ndarray  # uint8 (S, H, W), 0/1, after the size filter
     probability_shw: np.ndarray  # float32 (S, H, W)
+    brain_shw: Optional[np.ndarray] = None  # uint8 (S, H, W) 0/1, with `brain`
 
     @property
     def total_volume_mm3(self) -> float:
@@ -104,11 +108,15 @@ class SegmentResult:
 def segment(study: PathLike, snapshot: PathLike, out: PathLike = paths.SEGMENT_OUT,
             threshold: Optional[float] = None, deploy: Optional[PathLike] = None, min_lesion_mm3: float = 0.0,
             engine: str = "torch", device: str = "cpu", force: bool = False,
-            precision: str = "fp32") -> SegmentResult:
+            precision: str = "fp32", brain: bool = False, extractor: Optional[Extractor] = None,
+            batch_slices: Optional[int] = None) -> SegmentResult:
     """Segment one patient's study with a snapshot (a .caffemodel or a run folder: its latest);
     write OUT atomically (see the module docstring). `deploy` defaults to the run folder's copy
     (`engines.snapshots.find_deploy`); `precision`: the engine's arithmetic
-    (fp32: Caffe's), recorded in the outputs. InputError on any bad input."""
+    (fp32: Caffe's), recorded in the outputs; `brain`: drop plaque voxels outside the
+    brain grown by GROW_MM (`extractor`, default HD-BET's fast mode; a single slice
+    is segmented without it, and segment.json says so); `batch_slices`: 448x512 slices
+    per forward call (engines.with_batch_slices; default the engine's). InputError on any bad input."""
     study, out = Path(study), Path(out)
     if not study.is_dir():
         raise InputError(study, "not a folder (give one patient's study folder)")
@@ -120,22 +128,30 @@ def segment(study: PathLike, snapshot: PathLike, out: PathLike = paths.SEGMENT_O
     deploy = find_deploy(snapshot, deploy)
     device = get_engine(engine).check_device(device)
     refuse_existing(out, force)  # before the slow part: fail fast
+    if brain and extractor is None:
+        extractor = hd_bet(device=device)  # the extra and its weights checked before the forward, too
     image, headers = read_flair(discover_patient(study, need_outlines=False))
     flair_shw, affine_whs = to_cohort(image.data_ijk, image.affine_ras)
     check_axial(image.path, affine_whs)
     if not np.isfinite(flair_shw).all():
         raise InputError(image.path, "NaN/inf voxels in the FLAIR volume")
-    forward = checked(get_engine(engine).load_deploy(deploy, snapshot, device, precision=precision),
-                      snapshot)  # NaN: one line
+    forward = with_batch_slices(checked(get_engine(engine).load_deploy(deploy, snapshot, device, precision=precision),
+                                        snapshot), batch_slices)  # NaN: one line
     probability_shw = forward_volume(flair_shw, forward)
-    mask_shw, lesions = plaques(probability_shw, threshold, affine_whs, min_lesion_mm3)
-    result = SegmentResult(out, threshold, lesions, mask_shw, probability_shw)
+    brain_shw, brain_note = None, "not used"
+    if brain and extractor is not None:
+        brain_note = unusable(flair_shw.shape) or f"plaque voxels further than {GROW_MM:g} mm from it dropped"
+        if not unusable(flair_shw.shape):
+            brain_shw = brain_mask(flair_shw, voxel_mm(affine_whs), extractor, where=image.path)
+    keep_shw = None if brain_shw is None else grow(brain_shw, voxel_mm(affine_whs))
+    mask_shw, lesions = plaques(probability_shw, threshold, affine_whs, min_lesion_mm3, keep_shw)
+    result = SegmentResult(out, threshold, lesions, mask_shw, probability_shw, brain_shw)
     about = {"snapshot": str(snapshot), "deploy": str(deploy), "engine": engine, "device": device,
              "precision": precision, "threshold": threshold,
              "threshold_from": threshold_from,
              "min_lesion_mm3": min_lesion_mm3, "connectivity": CONNECTIVITY,
              "flair_source": "dicom" if headers else "nifti", "shape_shw": list(flair_shw.shape),
-             "voxel_mm": list(voxel_mm(affine_whs)), "lesions_csv": LESIONS_CSV_FRAME}
+             "voxel_mm": list(voxel_mm(affine_whs)), "lesions_csv": LESIONS_CSV_FRAME, "brain": brain_note}
     write_outputs(out, result, image, headers, normalise_intensity(flair_shw), about)
     return result
 
@@ -178,11 +194,13 @@ def check_threshold(threshold: float, snapshot: Path) -> float:
 # --- the net and its plaques -------------------------------------------------
 
 def plaques(probability_shw: np.ndarray, threshold: float, affine_whs: np.ndarray,
-            min_lesion_mm3: float = 0.0) -> Tuple[np.ndarray, List[Lesion]]:
-    """Threshold (plaque where output >= threshold), label 3D components, drop those of
+            min_lesion_mm3: float = 0.0, keep_shw: Optional[np.ndarray] = None) -> Tuple[np.ndarray, List[Lesion]]:
+    """Threshold (plaque where output >= threshold, and inside `keep_shw` when given:
+    the grown brain), label 3D components, drop those of
     `min_lesion_mm3` or less (`evaluate.lesions.lesion_components`: the MSSEG-2016 rule). Returns (mask_shw uint8 0/1, lesions in scan order); ([], empty
     mask) when nothing reaches the threshold."""
-    labels_shw, n = lesion_components(probability_shw >= threshold, voxel_mm(affine_whs), CONNECTIVITY,
+    marked_shw = probability_shw >= threshold if keep_shw is None else (probability_shw >= threshold) & keep_shw
+    labels_shw, n = lesion_components(marked_shw, voxel_mm(affine_whs), CONNECTIVITY,
                                       min_volume_mm3=min_lesion_mm3)
     return (labels_shw > 0).astype(np.uint8), lesion_table(labels_shw, n, affine_whs)
 
@@ -213,6 +231,9 @@ def write_outputs(out: Path, result: SegmentResult, image: SourceVolume, headers
         write_nifti_like(tmp / "mask.nii.gz", result.mask_shw, image)
         write_nifti_like(tmp / "probability.nii.gz", result.probability_shw, image)
         files = ["mask.nii.gz", "probability.nii.gz"]
+        if result.brain_shw is not None:
+            write_nifti_like(tmp / "brain.nii.gz", result.brain_shw, image)
+            files.append("brain.nii.gz")
         if headers:
             write_segmentation(tmp / "segmentation.dcm", result.mask_shw, image, headers)
             files.append("segmentation.dcm")

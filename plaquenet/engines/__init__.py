@@ -32,6 +32,11 @@ EXPORT_FORMATS = ("onnx", "torchscript")   # export_deploy's formats
 # the torch engine's faster, opt-in modes (engines/torch/precision.py).
 PRECISIONS = ("fp32", "bf16", "tf32")
 Forward = Callable[[np.ndarray], np.ndarray]   # one slice float32 (H, W) -> network output (H, W)
+# A Forward may also carry `many`: a stack float32 (N, H, W) of same-size slices -> (N, H, W) in one
+# call, and `batch_pixels`: how many input pixels one such call may hold (the engine's choice from
+# memory, or `with_batch_slices`). Without them, callers forward one slice at a time
+# (evaluate/inference.py `forward_slices`); the caffe engine has neither.
+SLICE_PIXELS = 448 * 512   # the paper's slice (§4.1): the unit of --batch-slices
 
 
 class Engine(Protocol):
@@ -114,4 +119,21 @@ def checked(forward: Forward, snapshot: PathLike) -> Forward:
             raise InputError(snapshot, "the network's output holds NaN/inf values (did training diverge?)")
         return output
     checked_forward.net = getattr(forward, "net", None)  # type: ignore[attr-defined]
+    many = getattr(forward, "many", None)
+    if many is not None:   # a stack is checked the same way
+        checked_forward.many = checked(many, snapshot)  # type: ignore[attr-defined]
+        checked_forward.batch_pixels = getattr(forward, "batch_pixels", SLICE_PIXELS)  # type: ignore[attr-defined]
     return checked_forward
+
+
+def with_batch_slices(forward: Forward, slices: Optional[int]) -> Forward:
+    """`forward` allowed `slices` 448x512 slices' worth of pixels per call
+    (`batch_pixels`; smaller inputs, e.g. 50x50 tiles, are packed to as many
+    pixels). None keeps the engine's choice; a forward without `many` (the
+    caffe engine) is returned unchanged: it goes one slice at a time."""
+    if slices is not None and slices < 1:
+        raise InputError("--batch-slices", f"{slices}: give a number of slices >= 1")
+    if slices is None or getattr(forward, "many", None) is None:
+        return forward
+    forward.batch_pixels = int(slices) * SLICE_PIXELS  # type: ignore[attr-defined]
+    return forward

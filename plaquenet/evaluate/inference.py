@@ -5,6 +5,10 @@ tried first and dropped, §4.3).
 `forward` is any callable image_hw float32 (H, W) -> probabilities float32
 (H, W), e.g. `plaquenet.engines.torch.net.load_deploy(...)`; the paper's net is
 fully convolutional, so one function serves 50x50 tiles and 448x512 scans.
+Where it carries the batch protocol (`engines.Forward`: `many`, `batch_pixels`),
+same-size slices go through it several per call (`forward_slices`): the same
+results as one at a time within the conformance tolerance (tested; bit for bit
+for the paper's net on the CPU, README: Measured, Scoring at scale).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import h5py
 import numpy as np
 
 from ..cohort import Scan, normalise_intensity
-from ..engines import Forward
+from ..engines import SLICE_PIXELS, Forward
 from ..errors import InputError
 from ..progress import progress
 from ..typing import PathLike
@@ -48,6 +52,34 @@ def apply_network(forward: Forward, image_hw: np.ndarray) -> np.ndarray:
     return output
 
 
+def slices_per_call(forward: Forward, shape_hw: Tuple[int, ...]) -> int:
+    """How many (H, W) slices `forward` takes per call: its `batch_pixels` over
+    H x W (at least 1); 1 for a forward without `many`."""
+    if getattr(forward, "many", None) is None:
+        return 1
+    pixels = int(getattr(forward, "batch_pixels", SLICE_PIXELS))
+    return max(1, pixels // max(1, int(np.prod(shape_hw))))
+
+
+def forward_slices(forward: Forward, images_nhw: np.ndarray) -> np.ndarray:
+    """The network's output float32 (N, H, W) on a stack of same-size slices:
+    `slices_per_call` at a time through `forward.many`, else one by one."""
+    images_nhw = np.ascontiguousarray(images_nhw, dtype=np.float32)
+    per_call = slices_per_call(forward, images_nhw.shape[1:])
+    outputs = np.empty(images_nhw.shape, np.float32)
+    if per_call == 1:
+        for n, image in enumerate(images_nhw):
+            outputs[n] = apply_network(forward, image)
+        return outputs
+    for start in range(0, len(images_nhw), per_call):
+        chunk = images_nhw[start:start + per_call]
+        output = np.asarray(getattr(forward, "many")(chunk), dtype=np.float32)
+        if output.shape != chunk.shape:
+            raise ValueError(f"network output shape {output.shape} != input shape {chunk.shape}")
+        outputs[start:start + len(chunk)] = output
+    return outputs
+
+
 def forward_lesion_slices(scan: Scan, forward: Forward) -> Iterator[LesionSlice]:
     """The network's output on each slice of `scan` that contains a plaque.
 
@@ -56,16 +88,20 @@ def forward_lesion_slices(scan: Scan, forward: Forward) -> Iterator[LesionSlice]
     return _lesion_slices(scan, lambda s, image_hw: apply_network(forward, image_hw))
 
 
-def lesion_slices_of_volume(scan: Scan, output_shw: np.ndarray) -> Iterator[LesionSlice]:
+def lesion_slices_of_volume(scan: Scan, output_shw: np.ndarray,
+                            image_shw: Optional[np.ndarray] = None) -> Iterator[LesionSlice]:
     """What `forward_lesion_slices` yields, taken from the output already
     computed on every slice (`forward_volume` of the same scan): no second
-    forward of the slices with plaques."""
-    return _lesion_slices(scan, lambda s, image_hw: output_shw[s].copy())
+    forward of the slices with plaques. `image_shw`: the normalised volume
+    when already computed."""
+    return _lesion_slices(scan, lambda s, image_hw: output_shw[s].copy(), image_shw)
 
 
-def _lesion_slices(scan: Scan, output_of: Callable[[int, np.ndarray], np.ndarray]) -> Iterator[LesionSlice]:
-    """A LesionSlice per slice with a plaque, its output `output_of(s, image_hw)`."""
-    image_shw = normalise_intensity(scan.flair_shw)
+def _lesion_slices(scan: Scan, output_of: Callable[[int, np.ndarray], np.ndarray],
+                   image_shw: Optional[np.ndarray] = None) -> Iterator[LesionSlice]:
+    """A LesionSlice per slice with a plaque, its output `output_of(s, image_hw)`;
+    `image_shw`: the normalised volume when already computed."""
+    image_shw = normalise_intensity(scan.flair_shw) if image_shw is None else image_shw
     for s in scan.lesion_slices():
         # copies, not views: the best/worst slices are kept across patients and a
         # view would keep each of their whole volumes alive
@@ -80,9 +116,46 @@ def forward_volume(flair_shw: np.ndarray, forward: Forward) -> np.ndarray:
     costs only the slices with plaques."""
     image_shw = normalise_intensity(flair_shw)
     output_shw = np.empty(image_shw.shape, np.float32)
-    for s in progress(range(len(image_shw)), desc="slices", unit="slice"):
-        output_shw[s] = apply_network(forward, image_shw[s])
+    per_call = slices_per_call(forward, image_shw.shape[1:])
+    with progress(total=len(image_shw), desc="slices", unit="slice") as bar:
+        for start in range(0, len(image_shw), per_call):
+            stop = min(start + per_call, len(image_shw))
+            output_shw[start:stop] = forward_slices(forward, image_shw[start:stop])
+            bar.update(stop - start)
     return output_shw
+
+
+@dataclasses.dataclass
+class ForwardedScan:
+    """One patient after the network: the scan, its normalised input and the
+    output on the slices forwarded (those with plaques, or every slice).
+    What scoring needs of a patient, wherever the forward ran (parallel.py)."""
+
+    scan: Scan
+    image_shw: np.ndarray  # float32 (S, H, W), normalise_intensity(scan.flair_shw)
+    indices: np.ndarray  # int (K,), ascending: the slices forwarded
+    output_khw: np.ndarray  # float32 (K, H, W): output of slice indices[k]
+
+    def lesion_slices(self) -> Iterator[LesionSlice]:
+        """What `forward_lesion_slices` yields for this scan, from the outputs held."""
+        position = {int(s): k for k, s in enumerate(self.indices)}
+        return _lesion_slices(self.scan, lambda s, image_hw: self.output_khw[position[s]].copy(), self.image_shw)
+
+    @property
+    def output_shw(self) -> np.ndarray:
+        """The whole probability volume (S, H, W); only when every slice was forwarded."""
+        assert len(self.indices) == len(self.image_shw), "not every slice was forwarded"
+        return self.output_khw
+
+
+def forward_scan(scan: Scan, forward: Forward, every_slice: bool = False,
+                 image_shw: Optional[np.ndarray] = None) -> ForwardedScan:
+    """`scan` through `forward`: the slices with plaques (§4.1), or with
+    `every_slice` the whole volume; the input normalised as in training
+    (`image_shw` when already computed), slices batched by `forward_slices`."""
+    image_shw = normalise_intensity(scan.flair_shw) if image_shw is None else image_shw
+    indices = np.arange(len(image_shw)) if every_slice else scan.lesion_slices()
+    return ForwardedScan(scan, image_shw, indices, forward_slices(forward, image_shw[indices]))
 
 
 def training_tile_files(cohort_dir: PathLike, tiles: Optional[PathLike] = None) -> List[Path]:
@@ -154,7 +227,7 @@ def _forward_tile_file(path: Path, output_path: Path, forward: Forward, batch: i
                                             shape=(data.shape[0],) + data.shape[2:])
         for start in range(0, data.shape[0], batch):
             images = data[start:start + batch, 0]
-            output = np.stack([apply_network(forward, image) for image in images])
+            output = forward_slices(forward, images)
             outputs[start:start + len(images)] = output
             histogram.add(output, label[start:start + batch, 0] > 0.5)
             bar.update(len(images))

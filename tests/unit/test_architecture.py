@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "plaquenet"
-STAGES = {"phantom", "ingest", "tiles", "train", "score", "segment", "export", "nnunet"}
+STAGES = {"phantom", "ingest", "tiles", "train", "score", "segment", "export", "nnunet", "brainmask"}
 TORCH_FREE = ("engines/caffe.py", "engines/__init__.py", "engines/run.py", "engines/signals.py", "engines/snapshots.py",
-              "score.py", "cohort.py", "tiles.py", "ingest.py", "paths.py", "caffe_layers.py", "nnunet.py")
+              "score.py", "cohort.py", "tiles.py", "ingest.py", "paths.py", "caffe_layers.py", "nnunet.py", "brain.py")
 
 
 def _module_name(path: Path) -> str:

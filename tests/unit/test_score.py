@@ -17,6 +17,7 @@ import tiny_nets
 from plaquenet.cli import main
 from plaquenet.cohort import Scan, normalise_intensity, write_cohort, write_split
 from plaquenet.engines.torch.net import load_deploy
+from plaquenet.evaluate.inference import forward_slices
 from plaquenet.errors import InputError
 from plaquenet.report.html import png_data_uri
 from plaquenet.score import score, score_with_forward
@@ -256,8 +257,9 @@ def test_save_probabilities_writes_every_slice_of_every_patient(tiny_run, tmp_pa
         np.testing.assert_allclose(image.affine, affine, atol=1e-5)  # NIfTI keeps the sform as float32
         output_whs = np.asarray(image.dataobj)
         image_shw = normalise_intensity(scan.flair_shw)
-        for s in range(4):  # every slice, with plaques or not
-            np.testing.assert_array_equal(output_whs[:, :, s].T, net(image_shw[s]))
+        # every slice, with plaques or not, as the engine forwards them (several per call:
+        # evaluate/inference.py forward_slices; test_inference checks it against one at a time)
+        np.testing.assert_array_equal(output_whs.transpose(2, 1, 0), forward_slices(net, image_shw))
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
     # An existing folder is refused before any work, like the score folder.
@@ -317,12 +319,16 @@ def test_whole_volume_forwards_each_test_slice_once(cohort, tmp_path):
 
 
 def test_cli_no_whole_volume_and_all_snapshots_does_it_only_for_the_latest(cohort, tiny_run, monkeypatch, capsys):
-    import plaquenet.score
+    import plaquenet.evaluate.parallel as parallel   # where score forwards each patient
 
     run_dir, deploy = tiny_run
     volumes = []
-    real = plaquenet.score.forward_volume
-    monkeypatch.setattr(plaquenet.score, "forward_volume", lambda flair, fwd: volumes.append(1) or real(flair, fwd))
+    real = parallel.forward_scan
+
+    def counting(scan, forward, every_slice=False, image_shw=None):
+        volumes.extend([1] if every_slice else [])   # a whole volume forwarded
+        return real(scan, forward, every_slice, image_shw)
+    monkeypatch.setattr(parallel, "forward_scan", counting)
     assert main(["score", "--all-snapshots", str(run_dir), "--cohort", str(cohort), "--deploy", str(deploy)]) == 0
     assert len(volumes) == 2  # the two test patients, once: for the snapshot results.json reports
     assert "whole volumes" in capsys.readouterr().out
