@@ -54,6 +54,12 @@ def _batch_slices(p: argparse.ArgumentParser) -> None:
                         "memory allows; the caffe engine goes one at a time)")
 
 
+def _skull_strip(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skull-strip", action="store_true", default=None,
+                   help="the net was trained on skull-stripped tiles (`tiles --skull-strip`); without it the "
+                        "input follows what the run's tiles.json / score results record, and a mismatch is refused")
+
+
 def _precision(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="the arithmetic (default: fp32, Caffe's); bf16 (CPUs with AVX512_BF16 or AMX, GPUs) and "
@@ -144,6 +150,10 @@ def _add_tiles(sub: "SubParsers") -> None:
                         f"the paper's 19 of 96); refused when COHORT/split.json exists with another value")
     p.add_argument("--seed", type=int, default=SEED, help="random seed of the split and of the lesion-free tiles")
     p.add_argument("--lmdb", action="store_true", help="also write image/mask LMDBs of Caffe Datums")
+    p.add_argument("--skull-strip", action="store_true",
+                   help="not the paper's (its §6 remedy): cut the tiles with every voxel further than 3 mm from "
+                        "the patient's brain mask (`plaquenet brainmask --cohort`) set to 0, after normalisation; "
+                        "recorded in tiles.json, and score and segment then feed the net the same")
     _force(p, "the tile folder")
 
 
@@ -153,7 +163,7 @@ def _run_tiles(args: argparse.Namespace) -> None:
     out = args.out or args.cohort / "tiles"
     refuse_existing(out, args.force)
     print(make_tiles(args.cohort, out, tile=args.tile, negative_share=args.negative_share,
-                     test_fraction=args.test_fraction, seed=args.seed, lmdb=args.lmdb))
+                     test_fraction=args.test_fraction, seed=args.seed, lmdb=args.lmdb, skull_strip=args.skull_strip))
     if args.out is None and Path(args.cohort).resolve() != paths.CURRENT.resolve():
         paths.point_current_at(args.cohort)
         print(f"{paths.CURRENT} -> {args.cohort} (the train prototxt reads {paths.CURRENT}/tiles/train.txt)")
@@ -229,6 +239,7 @@ def _add_score(sub: "SubParsers") -> None:
     p.add_argument("--brain", action="store_true",
                    help="count no output further than 3 mm from each patient's brain mask (from `plaquenet "
                         "brainmask --cohort`), threshold choice included (results.json 'brain')")
+    _skull_strip(p)
     _batch_slices(p)
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="spread the patients over N processes, each loading the net with cores/N threads "
@@ -243,7 +254,8 @@ def _run_score(args: argparse.Namespace) -> None:
                     engine=args.engine, device=args.device, out=args.out, force=args.force,
                     all_snapshots=args.all_snapshots is not None, probabilities_dir=args.save_probabilities,
                     tiles=args.tiles, whole_volume=not args.no_whole_volume, precision=args.precision,
-                    brain=args.brain, workers=args.workers, batch_slices=args.batch_slices)
+                    brain=args.brain, workers=args.workers, batch_slices=args.batch_slices,
+                    skull_strip=args.skull_strip)
     f1, paper = results["test"]["pixel"]["f1"], results["paper"]["test"]["pixel"]["f1"]
     volume = f", whole volumes {results['whole_volume']['pixel']['f1']:.4f}" if "whole_volume" in results else ""
     print(f"test F-measure {f1:.4f}{volume} at threshold {results['threshold']:.4g} (paper: {paper}); "
@@ -273,6 +285,7 @@ def _add_segment(sub: "SubParsers") -> None:
                    help="drop plaque voxels more than 3 mm outside the brain (HD-BET, offline: pip install "
                         "'plaquenet[brain]'); writes brain.nii.gz beside mask.nii.gz; a single slice is "
                         "segmented without it")
+    _skull_strip(p)
     _engine_and_device(p)
     _precision(p)
     _batch_slices(p)
@@ -285,7 +298,7 @@ def _run_segment(args: argparse.Namespace) -> None:
     print(segment(args.study, args.snapshot, out=args.out, threshold=args.threshold, deploy=args.deploy,
                   min_lesion_mm3=args.min_lesion_mm3, engine=args.engine, device=args.device, force=args.force,
                   brain=args.brain, batch_slices=args.batch_slices,
-                  precision=args.precision))
+                  precision=args.precision, skull_strip=args.skull_strip))
 
 
 # --- brainmask -------------------------------------------------------------

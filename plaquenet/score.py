@@ -45,6 +45,8 @@ from .atomic import atomic_path, refuse_existing
 from .brain import GROW_MM, grow, unusable
 from .cohort import (Scan, brain_masks_present, cohort_file, cohort_name, iter_masks, iter_scans, lesion_slices,
                      load_brain, patient_ids, read_split, split_file)
+from .cohort import check_brain_masks, scan_input
+from .skull_strip import resolve, run_records, tiles_record
 from .engines import Forward, checked, get_engine, with_batch_slices
 from .engines.snapshots import find_deploy, latest_snapshot, snapshots_by_iteration
 from .errors import InputError
@@ -96,6 +98,10 @@ DEFINITIONS = {
                     "mean; lesion.<rule>.reference_convention: per-patient lesion precision with a patient with "
                     "nothing marked counted as the rule's reference does (Anima/MSSEG-2016: 0, WMH-2017: 1). "
                     "See plaquenet/evaluate/volume.py",
+    "input": "what the net was fed: skull_strip false, cohort.normalise_intensity of each volume; true, "
+             "cohort.network_input with the patient's brain mask (normalised, then every voxel further than "
+             "grow_mm from the brain set to 0), as the run's tiles were cut (tiles.json); input_from: where the "
+             "choice is recorded. The raw-intensity baseline thresholds this same input",
 }
 
 LESION_2D_CONNECTIVITY = 8  # per-slice components (lesions.py: 4 or 8 = 2D)
@@ -129,7 +135,7 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
           all_snapshots: bool = False, probabilities_dir: Optional[PathLike] = None,
           tiles: Optional[PathLike] = None, whole_volume: bool = True, precision: str = "fp32",
           training: Optional[str] = None, brain: bool = False, workers: int = 1,
-          batch_slices: Optional[int] = None) -> Dict[str, Any]:
+          batch_slices: Optional[int] = None, skull_strip: Optional[bool] = None) -> Dict[str, Any]:
     """Score a snapshot (a .caffemodel or a run folder: its latest) on a cohort;
     write RUN_DIR/score (or `out`) atomically; return what score_with_forward returns.
 
@@ -154,10 +160,13 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
     workers: patients spread over this many processes (evaluate/parallel.py),
     each loading the net itself; every number is the same as with one.
     batch_slices: 448x512 slices per forward call (default: the engine's
-    choice, 1 on the CPU; the caffe engine forwards one at a time)."""
+    choice, 1 on the CPU; the caffe engine forwards one at a time).
+    skull_strip: None: feed the net what its tiles were cut from, as recorded
+    (`training_input`); True/False: say so, refused when a record disagrees."""
     check_workers(workers)
     run_snapshots = snapshots_by_iteration(snapshot) if all_snapshots else None
     snapshot = latest_snapshot(snapshot)
+    skull_strip, input_from = training_input(snapshot, cohort_dir, tiles, skull_strip)
     deploy = find_deploy(snapshot, deploy)
     device = get_engine(engine).check_device(device)
     out = Path(out) if out is not None else snapshot.parent / "score"
@@ -165,7 +174,7 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
     if probabilities_dir is not None:
         refuse_existing(probabilities_dir, force)
     about = {"snapshot": str(snapshot), "engine": engine, "device": device, "precision": precision,
-             "deploy": str(deploy), **({"training": training} if training else {})}
+             "deploy": str(deploy), **({"training": training} if training else {}), "input_from": input_from}
     forward = ForwardLoader(engine, str(deploy), str(snapshot), device, precision, batch_slices)()
 
     def spread(path: Path) -> Optional[Workers]:
@@ -177,22 +186,34 @@ def score(snapshot: PathLike, cohort_dir: PathLike = paths.CURRENT, deploy: Opti
         out.parent.mkdir(parents=True, exist_ok=True)
         earlier = [snapshot_f_measure(ForwardLoader(engine, str(deploy), str(path), device, precision,
                                                     batch_slices)(), cohort_dir, n, path,
-                                      cache_dir=out.parent, brain=brain, workers=spread(path))
+                                      cache_dir=out.parent, brain=brain, workers=spread(path),
+                                      skull_strip=skull_strip)
                    for n, path in progress(run_snapshots[:-1], desc="snapshots", unit="snapshot")]
         curve = TrainingCurve(loss, earlier)
     results = score_with_forward(forward, cohort_dir, out, force=force, about=about, curve=curve,
                                  iteration=run_snapshots[-1][0] if run_snapshots else None, tiles=tiles,
-                                 whole_volume=whole_volume, brain=brain, workers=spread(snapshot))
+                                 whole_volume=whole_volume, brain=brain, workers=spread(snapshot),
+                                 skull_strip=skull_strip)
     if probabilities_dir is not None:
-        save_probabilities(forward, cohort_dir, probabilities_dir, force=force)
+        save_probabilities(forward, cohort_dir, probabilities_dir, force=force, skull_strip=skull_strip)
     return results
+
+
+def training_input(snapshot: Path, cohort_dir: PathLike, tiles: Optional[PathLike],
+                   option: Optional[bool] = None) -> Tuple[bool, str]:
+    """(skull-stripped, where recorded): what the tiles of the snapshot's run
+    folder (its train nets' HDF5Data sources) and `tiles` (default COHORT/tiles,
+    the §4.3 tiles) record, which must agree with each other and with `option`
+    (plaquenet/skull_strip.py). InputError on a mismatch, before any forward."""
+    own = tiles_record(Path(cohort_dir) / "tiles" if tiles is None else tiles)
+    return resolve(run_records(Path(snapshot).parent) + ([own] if own is not None else []), option)
 
 
 def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, force: bool = False,
                        about: Optional[Dict[str, Any]] = None, curve: Optional[TrainingCurve] = None,
                        iteration: Optional[int] = None, tiles: Optional[PathLike] = None,
                        whole_volume: bool = True, brain: bool = False,
-                       workers: Optional[Workers] = None) -> Dict[str, Any]:
+                       workers: Optional[Workers] = None, skull_strip: bool = False) -> Dict[str, Any]:
     """The whole evaluation with any `forward` (image_hw -> output_hw) in place of
     a loaded snapshot; writes `out` atomically and returns results.json's
     content (NaN as NaN, not null) plus "out", the folder written.
@@ -202,19 +223,25 @@ def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, fo
     whole_volume: add results["whole_volume"] (every slice of each test patient).
     workers: patients forwarded in worker processes, each with its own forward
     (`Workers.load_forward`, the same net); `forward` still does the tiles.
-    results["timing"]: scans scored per second (README, Measured)."""
+    results["timing"]: scans scored per second (README, Measured).
+    skull_strip: every scan fed skull-stripped (`cohort.scan_input`), as tiles cut
+    with `tiles --skull-strip`; every patient needs a brain mask (InputError)."""
     out = Path(out)
     refuse_existing(out, force)
     split = _check_split(cohort_dir)
     _check_test_has_lesions(cohort_dir, split["test"])
+    if skull_strip:
+        check_brain_masks(cohort_dir, split["train"] + split["test"])
     with atomic_path(out) as tmp:
         tmp.mkdir()
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=tmp) as cache, patient_pool(workers) as pool:
             results, rows, views, curves = _evaluate(forward, cohort_dir, split, Path(cache), tiles, whole_volume,
-                                                     brain, pool)
+                                                     brain, pool, skull_strip)
         results["timing"] = _timing(results, time.perf_counter() - started, forward, workers)
         results = {"snapshot": None, "engine": None, **(about or {}), **results}
+        results["input"] = {"skull_strip": skull_strip, **({"grow_mm": GROW_MM} if skull_strip else {}),
+                            "from": results.pop("input_from", None)}
         if curve is not None:
             assert iteration is not None, "a training curve needs this snapshot's iteration"
             latest = SnapshotScore(iteration, str(results["snapshot"]), results["threshold"],
@@ -227,7 +254,7 @@ def score_with_forward(forward: Forward, cohort_dir: PathLike, out: PathLike, fo
 
 def snapshot_f_measure(forward: Forward, cohort_dir: PathLike, iteration: int, snapshot: PathLike,
                        cache_dir: Optional[PathLike] = None, brain: bool = False,
-                       workers: Optional[Workers] = None) -> SnapshotScore:
+                       workers: Optional[Workers] = None, skull_strip: bool = False) -> SnapshotScore:
     """One point of the training curves (Fig. 5), without the figures and the
     report: the threshold with the best F on the full training scans (§3.3) and
     the pooled pixel F-measure on the training and the test scans at it, computed
@@ -236,16 +263,16 @@ def snapshot_f_measure(forward: Forward, cohort_dir: PathLike, iteration: int, s
     split = _check_split(cohort_dir)
     with patient_pool(workers) as pool:
         with tempfile.TemporaryDirectory(prefix=".train-outputs-", dir=cache_dir) as cache:
-            train = _training_pass(forward, cohort_dir, split["train"], Path(cache), brain, pool)
+            train = _training_pass(forward, cohort_dir, split["train"], Path(cache), brain, pool, skull_strip)
             choice = _best_threshold(train, "output_shw")
         test = _test_pass(forward, cohort_dir, split["test"], {"network": choice.threshold}, lesions=False,
-                          brain=brain, pool=pool)
+                          brain=brain, pool=pool, skull_strip=skull_strip)
     return SnapshotScore(int(iteration), str(snapshot), choice.threshold,
                          pixel_metrics(_choice_counts(choice))["f1"], pixel_metrics(test["pooled"]["network"])["f1"])
 
 
 def save_probabilities(forward: Forward, cohort_dir: PathLike, out_dir: PathLike, force: bool = False,
-                       patients: Optional[List[str]] = None) -> List[Path]:
+                       patients: Optional[List[str]] = None, skull_strip: bool = False) -> List[Path]:
     """The network's output on every slice of every patient (default: all of the
     cohort, train and test), one float32 NIfTI `<patient>.nii.gz` each, array
     (W, H, S) with the cohort's `affine_whs` (cohort.py), so viewers overlay it
@@ -262,7 +289,8 @@ def save_probabilities(forward: Forward, cohort_dir: PathLike, out_dir: PathLike
         tmp.mkdir()
         for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="probabilities",
                              unit="patient"):
-            output_whs = forward_volume(scan.flair_shw, forward).transpose(2, 1, 0)
+            output_whs = forward_volume(scan.flair_shw, forward,
+                                        scan_input(cohort_dir, scan, skull_strip)).transpose(2, 1, 0)
             write_nifti(tmp / f"{scan.patient}.nii.gz", output_whs, np.asarray(scan.affine_whs, dtype=np.float64),
                         dtype=np.float32)
             del output_whs
@@ -310,10 +338,12 @@ def _brain_record(cohort_dir: PathLike, patients: List[str]) -> Dict[str, Any]:
 
 
 def _training_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], cache: Path,
-                   brain: bool = False, pool: Optional[PatientPool] = None) -> TrainingPass:
+                   brain: bool = False, pool: Optional[PatientPool] = None,
+                   skull_strip: bool = False) -> TrainingPass:
     network, raw, scans = SweepHistogram(), SweepHistogram(), 0
     cached: Dict[str, Path] = {}
-    for done in progress(forwarded_scans(forward, cohort_dir, patients, pool=pool), total=len(patients),
+    for done in progress(forwarded_scans(forward, cohort_dir, patients, pool=pool, skull_strip=skull_strip),
+                         total=len(patients),
                          desc="training scans", unit="patient"):
         scan = done.scan
         slices = list(_inside(done.lesion_slices(), _grown_brain(cohort_dir, scan, brain)))
@@ -349,8 +379,9 @@ Curves = Dict[str, Tuple[SweepCurve, float]]   # label -> (precision-recall curv
 def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any], cache: Path,
               tiles: Optional[PathLike] = None,
               whole_volume: bool = False,
-              brain: bool = False, pool: Optional[PatientPool] = None) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Views, Curves]:
-    train = _training_pass(forward, cohort_dir, split["train"], cache, brain, pool)
+              brain: bool = False, pool: Optional[PatientPool] = None,
+              skull_strip: bool = False) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Views, Curves]:
+    train = _training_pass(forward, cohort_dir, split["train"], cache, brain, pool, skull_strip)
     chosen = {"network": _best_threshold(train, "output_shw"), "baseline": _best_threshold(train, "image_shw")}
     thresholds = {name: choice.threshold for name, choice in chosen.items()}
 
@@ -364,7 +395,7 @@ def _evaluate(forward: Forward, cohort_dir: PathLike, split: Dict[str, Any], cac
 
     train_rows = _training_rows(train, thresholds["network"])
     test = _test_pass(forward, cohort_dir, split["test"], thresholds, whole_volume=whole_volume, brain=brain,
-                      pool=pool)
+                      pool=pool, skull_strip=skull_strip)
 
     def split_results(pooled: PixelCounts, per_patient: List[Dict[str, Any]]) -> Dict[str, Any]:
         return {"pixel": _pixel_record(pooled), "per_patient": mean_and_std(per_patient)}
@@ -437,7 +468,7 @@ def _training_rows(train: TrainingPass, threshold: float) -> List[Dict[str, Any]
 
 def _test_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], thresholds: Dict[str, float],
                lesions: bool = True, whole_volume: bool = False, brain: bool = False,
-               pool: Optional[PatientPool] = None) -> Dict[str, Any]:
+               pool: Optional[PatientPool] = None, skull_strip: bool = False) -> Dict[str, Any]:
     """Counts at each threshold, pooled and per patient, and the slices with the
     best and the worst F-measure at the network threshold (first of equals);
     lesion-wise counts unless `lesions` is False (the training curves skip them);
@@ -449,7 +480,8 @@ def _test_pass(forward: Forward, cohort_dir: PathLike, patients: List[str], thre
     by_rule: Dict[str, Dict[str, LesionCounts]] = {}
     by_rule_2d: Dict[str, Dict[str, LesionCounts]] = {}
     volumes: List[VolumeCounts] = []
-    for done in progress(forwarded_scans(forward, cohort_dir, patients, whole_volume, pool), total=len(patients),
+    for done in progress(forwarded_scans(forward, cohort_dir, patients, whole_volume, pool, skull_strip),
+                         total=len(patients),
                          desc="test volumes" if whole_volume else "test scans", unit="patient"):
         scan = done.scan
         patient = {name: PixelCounts() for name in thresholds}

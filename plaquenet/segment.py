@@ -25,8 +25,15 @@ OUT (written atomically, one folder) holds
     overlays/slice_<s>.png  each slice with plaques, mask in colour
     brain.nii.gz        with `brain`: the brain mask (uint8, same grid); plaque
                         voxels further than `brain.GROW_MM` from it are dropped
+                        (also written when the net takes skull-stripped input)
     segment.json        threshold, snapshot, counts (no header field, no path
                         of the study)
+
+A run trained on skull-stripped tiles (`plaquenet tiles --skull-strip`; recorded
+in RUN/score/results.json "input" and the run's tiles.json, plaquenet/skull_strip.py)
+is fed the study skull-stripped the same way (`cohort.network_input` with the
+study's brain mask from the extractor); the overlays show that input. A single
+2D slice has no brain mask, so such a run refuses it.
 
 Indices s, h, w are the cohort's (0-based; s inferior -> superior, each slice
 as a radiologist sees it); nothing from a DICOM header or the study's folder
@@ -48,7 +55,8 @@ import numpy as np
 from . import __version__, paths
 from .atomic import atomic_path, refuse_existing
 from .brain import GROW_MM, Extractor, brain_mask, grow, hd_bet, unusable
-from .cohort import normalise_intensity
+from .cohort import network_input
+from .skull_strip import resolve, results_record, run_records
 from .engines import checked, get_engine, with_batch_slices
 from .engines.snapshots import find_deploy, latest_snapshot
 from .errors import InputError
@@ -109,14 +117,16 @@ def segment(study: PathLike, snapshot: PathLike, out: PathLike = paths.SEGMENT_O
             threshold: Optional[float] = None, deploy: Optional[PathLike] = None, min_lesion_mm3: float = 0.0,
             engine: str = "torch", device: str = "cpu", force: bool = False,
             precision: str = "fp32", brain: bool = False, extractor: Optional[Extractor] = None,
-            batch_slices: Optional[int] = None) -> SegmentResult:
+            batch_slices: Optional[int] = None, skull_strip: Optional[bool] = None) -> SegmentResult:
     """Segment one patient's study with a snapshot (a .caffemodel or a run folder: its latest);
     write OUT atomically (see the module docstring). `deploy` defaults to the run folder's copy
     (`engines.snapshots.find_deploy`); `precision`: the engine's arithmetic
     (fp32: Caffe's), recorded in the outputs; `brain`: drop plaque voxels outside the
     brain grown by GROW_MM (`extractor`, default HD-BET's fast mode; a single slice
     is segmented without it, and segment.json says so); `batch_slices`: 448x512 slices
-    per forward call (engines.with_batch_slices; default the engine's). InputError on any bad input."""
+    per forward call (engines.with_batch_slices; default the engine's); `skull_strip`: None,
+    feed the input the run was trained on as recorded (`training_input`); True/False: say
+    so, refused when a record disagrees. InputError on any bad input."""
     study, out = Path(study), Path(out)
     if not study.is_dir():
         raise InputError(study, "not a folder (give one patient's study folder)")
@@ -127,23 +137,28 @@ def segment(study: PathLike, snapshot: PathLike, out: PathLike = paths.SEGMENT_O
     threshold = stored_threshold(snapshot) if threshold is None else check_threshold(threshold, snapshot)
     deploy = find_deploy(snapshot, deploy)
     device = get_engine(engine).check_device(device)
+    skull_strip, input_from = training_input(snapshot, skull_strip)
     refuse_existing(out, force)  # before the slow part: fail fast
-    if brain and extractor is None:
+    if (brain or skull_strip) and extractor is None:
         extractor = hd_bet(device=device)  # the extra and its weights checked before the forward, too
     image, headers = read_flair(discover_patient(study, need_outlines=False))
     flair_shw, affine_whs = to_cohort(image.data_ijk, image.affine_ras)
     check_axial(image.path, affine_whs)
     if not np.isfinite(flair_shw).all():
         raise InputError(image.path, "NaN/inf voxels in the FLAIR volume")
+    if skull_strip and unusable(flair_shw.shape):
+        raise InputError(image.path, f"{unusable(flair_shw.shape)}; this run was trained on skull-stripped input "
+                                     f"({input_from}), which needs a brain mask")
+    brain_shw, brain_note = None, "not used"
+    if (brain or skull_strip) and extractor is not None and not unusable(flair_shw.shape):
+        brain_shw = brain_mask(flair_shw, voxel_mm(affine_whs), extractor, where=image.path)
+    if brain:
+        brain_note = unusable(flair_shw.shape) or f"plaque voxels further than {GROW_MM:g} mm from it dropped"
+    image_shw = network_input(flair_shw, brain_shw if skull_strip else None, voxel_mm(affine_whs))
     forward = with_batch_slices(checked(get_engine(engine).load_deploy(deploy, snapshot, device, precision=precision),
                                         snapshot), batch_slices)  # NaN: one line
-    probability_shw = forward_volume(flair_shw, forward)
-    brain_shw, brain_note = None, "not used"
-    if brain and extractor is not None:
-        brain_note = unusable(flair_shw.shape) or f"plaque voxels further than {GROW_MM:g} mm from it dropped"
-        if not unusable(flair_shw.shape):
-            brain_shw = brain_mask(flair_shw, voxel_mm(affine_whs), extractor, where=image.path)
-    keep_shw = None if brain_shw is None else grow(brain_shw, voxel_mm(affine_whs))
+    probability_shw = forward_volume(flair_shw, forward, image_shw)
+    keep_shw = None if brain_shw is None or not brain else grow(brain_shw, voxel_mm(affine_whs))
     mask_shw, lesions = plaques(probability_shw, threshold, affine_whs, min_lesion_mm3, keep_shw)
     result = SegmentResult(out, threshold, lesions, mask_shw, probability_shw, brain_shw)
     about = {"snapshot": str(snapshot), "deploy": str(deploy), "engine": engine, "device": device,
@@ -151,9 +166,19 @@ def segment(study: PathLike, snapshot: PathLike, out: PathLike = paths.SEGMENT_O
              "threshold_from": threshold_from,
              "min_lesion_mm3": min_lesion_mm3, "connectivity": CONNECTIVITY,
              "flair_source": "dicom" if headers else "nifti", "shape_shw": list(flair_shw.shape),
-             "voxel_mm": list(voxel_mm(affine_whs)), "lesions_csv": LESIONS_CSV_FRAME, "brain": brain_note}
-    write_outputs(out, result, image, headers, normalise_intensity(flair_shw), about)
+             "voxel_mm": list(voxel_mm(affine_whs)), "lesions_csv": LESIONS_CSV_FRAME, "brain": brain_note,
+             "input": {"skull_strip": skull_strip, **({"grow_mm": GROW_MM} if skull_strip else {}),
+                       "from": input_from}}
+    write_outputs(out, result, image, headers, image_shw, about)
     return result
+
+
+def training_input(snapshot: Path, option: Optional[bool] = None) -> Tuple[bool, str]:
+    """(skull-stripped, where recorded) for the snapshot's run: RUN/score/results.json
+    "input" and the tiles its train nets read, which must agree with each other and
+    with `option` (plaquenet/skull_strip.py); InputError on a mismatch."""
+    scored = results_record(results_file(snapshot))
+    return resolve(([scored] if scored is not None else []) + run_records(Path(snapshot).parent), option)
 
 
 # --- input -----------------------------------------------------------------

@@ -34,6 +34,16 @@ The protocol, step by step (each step is a function below):
    float32, N x 1 x tile x tile, each file below Caffe's INT_MAX elements per
    blob), listed in `train.txt`, described in `tiles.json`; optionally also
    as two aligned LMDBs of Caffe Datums.
+
+Not the paper's (its §6 remedy, "remove everything but the brain"): with
+`skull_strip`, the slices are `cohort.network_input` with each patient's brain
+mask (`plaquenet brainmask --cohort`): normalised on the whole head, then every
+voxel further than brain.GROW_MM from the brain set to 0. Lesion-free windows
+are then drawn from that: windows wholly outside the brain are air (mean 0)
+and never drawn; the brain's edge against the blanked rim is high-contrast and
+preferred, which is the edge the net meets at test time. tiles.json records it
+(parameters "skull_strip"), and score and segment feed the net the same
+(`plaquenet/skull_strip.py`).
 """
 
 import dataclasses
@@ -48,6 +58,7 @@ import numpy as np
 from .atomic import atomic_path
 from .cohort import (TEST_FRACTION, cohort_file, cohort_id, iter_masks, iter_scans, lesion_slices, make_split, normalise_intensity,
                      patient_ids, read_split, split_file, write_split)
+from .cohort import check_brain_masks, scan_input
 from .errors import InputError
 from .progress import progress
 from .typing import PathLike
@@ -253,7 +264,8 @@ def cut_tiles(image_hw: np.ndarray, origins_yx: np.ndarray, tile: int) -> np.nda
 
 def make_tiles(cohort_dir: PathLike, out_dir: PathLike, tile: int = TILE, negative_share: float = NEGATIVE_SHARE,
                test_fraction: Optional[float] = None, seed: int = SEED, lmdb: bool = False,
-               max_tiles_per_file: int = 100_000, negative_preference: float = NEGATIVE_PREFERENCE) -> TileSummary:
+               max_tiles_per_file: int = 100_000, negative_preference: float = NEGATIVE_PREFERENCE,
+               skull_strip: bool = False) -> TileSummary:
     """Cut the training patients' lesion slices of `cohort_dir` into tiles
     (§4.1) and write them to `out_dir` (replaced atomically).
 
@@ -264,8 +276,14 @@ def make_tiles(cohort_dir: PathLike, out_dir: PathLike, tile: int = TILE, negati
     COHORT/split.json when absent (test_fraction None: TEST_FRACTION); a
     test_fraction given for a cohort that already has a split must be the
     split's own. Raises InputError for a bad parameter, a cohort without
-    lesions or a split that does not fit the cohort."""
+    lesions or a split that does not fit the cohort.
+
+    skull_strip: cut from the skull-stripped input (module docstring); every
+    patient of the cohort needs a brain mask (InputError naming those without,
+    single 2D slices included: none can exist for them)."""
     _check_parameters(tile, negative_share, max_tiles_per_file)
+    if skull_strip:
+        check_brain_masks(cohort_dir)  # before the long passes; test patients too: score needs theirs
     split, split_reused = _patient_split(cohort_dir, test_fraction, seed)
     origins, test_scans = _find_lesion_tiles(cohort_dir, split, tile)
     n_lesion = sum(len(o) for slices in origins.values() for o in slices.values())
@@ -274,7 +292,8 @@ def make_tiles(cohort_dir: PathLike, out_dir: PathLike, tile: int = TILE, negati
         raise InputError(cohort_file(cohort_dir), f"{problem}: nothing to cut into tiles (§4.1 uses lesion slices)")
     n_negative = int(round(n_lesion * negative_share / (1 - negative_share)))
     rng = np.random.default_rng(seed)
-    data, label, n_found = _cut_training_tiles(cohort_dir, origins, tile, n_negative, negative_preference, rng)
+    data, label, n_found, zero_plaque = _cut_training_tiles(cohort_dir, origins, tile, n_negative,
+                                                            negative_preference, rng, skull_strip)
     order = rng.permutation(len(data))  # HDF5Data reads rows in order: mix the two kinds in each batch
     data, label = data[order], label[order]
 
@@ -284,7 +303,7 @@ def make_tiles(cohort_dir: PathLike, out_dir: PathLike, tile: int = TILE, negati
         test_patients=len(split["test"]), test_scans=test_scans, lesion_tiles=n_lesion,
         negative_tiles=n_found, files=[], split_reused=split_reused)
     parameters = dict(tile=tile, negative_share=negative_share, negative_preference=negative_preference,
-                      seed=seed, max_tiles_per_file=max_tiles_per_file, lmdb=lmdb)
+                      seed=seed, max_tiles_per_file=max_tiles_per_file, lmdb=lmdb, skull_strip=skull_strip)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         names = write_hdf5_tiles(tmp, data, label, max_tiles_per_file)
@@ -294,6 +313,8 @@ def make_tiles(cohort_dir: PathLike, out_dir: PathLike, tile: int = TILE, negati
         if lmdb:
             write_lmdb_tiles(tmp, data, label)
         _write_description(tmp / "tiles.json", cohort_dir, summary, split, names, parameters)
+        if skull_strip:
+            _add_skull_strip_record(tmp / "tiles.json", cohort_dir, zero_plaque)
         if not split_reused:
             write_split(cohort_dir, split)  # last: a failed run leaves no split behind
     return summary
@@ -359,17 +380,20 @@ def _check_size(patient: str, shape_shw: Tuple[int, ...], tile: int, cohort_dir:
 
 
 def _cut_training_tiles(cohort_dir: PathLike, origins: Origins, tile: int, n_negative: int, preference: float,
-                        rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, int]:
+                        rng: np.random.Generator, skull_strip: bool = False) -> Tuple[np.ndarray, np.ndarray, int, int]:
     """Second pass: cut the lesion tiles and draw the lesion-free ones from the
-    normalised slices. Returns data (N, t, t) float32, label (N, t, t) uint8
-    (lesion tiles first) and the number of lesion-free tiles found."""
+    normalised slices (skull-stripped with `skull_strip`). Returns data (N, t, t)
+    float32, label (N, t, t) uint8 (lesion tiles first), the number of lesion-free
+    tiles found and the plaque pixels of the lesion slices whose input is 0."""
     draw = WeightedDraw(k=n_negative, tile=tile)
+    zero_plaque = 0
     data: List[np.ndarray] = []
     label: List[np.ndarray] = []
     patients = [p for p in sorted(origins) if origins[p]]
     for scan in progress(iter_scans(cohort_dir, patients), total=len(patients), desc="tiles", unit="patient"):
-        image_shw = normalise_intensity(scan.flair_shw)  # the same scaling as the full scans at test time
+        image_shw = scan_input(cohort_dir, scan, skull_strip)  # the same input as the full scans at test time
         for s, origins_yx in sorted(origins[scan.patient].items()):
+            zero_plaque += int(((scan.mask_shw[s] > 0) & (image_shw[s] == 0)).sum())
             data.append(cut_tiles(image_shw[s], origins_yx, tile))
             label.append(cut_tiles((scan.mask_shw[s] > 0).astype(np.uint8), origins_yx, tile))
             offer_windows(draw, image_shw[s], negative_tile_weights(image_shw[s], scan.mask_shw[s], tile, preference),
@@ -377,7 +401,7 @@ def _cut_training_tiles(cohort_dir: PathLike, origins: Origins, tile: int, n_neg
     negatives = draw.sample()
     data.append(negatives)
     label.append(np.zeros(negatives.shape, dtype=np.uint8))
-    return np.concatenate(data), np.concatenate(label), len(negatives)
+    return np.concatenate(data), np.concatenate(label), len(negatives), zero_plaque
 
 
 # --- writers ---------------------------------------------------------------------
@@ -436,4 +460,18 @@ def _write_description(path: Path, cohort_dir: PathLike, summary: TileSummary, s
         "files": names,
         "list_file": LIST_FILE,
     }
+    path.write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n")
+
+
+def _add_skull_strip_record(path: Path, cohort_dir: PathLike, zero_plaque: int) -> None:
+    """tiles.json "skull_strip": the rule, the extractor of the masks, and the
+    plaque pixels of the training slices the net sees as 0 (blanked; label kept)."""
+    from .brain import GROW_MM
+    from .cohort import brain_extractor
+
+    description = json.loads(path.read_text())
+    description["skull_strip"] = {
+        "rule": "plaquenet.cohort.network_input: normalised on the whole head, then every voxel further than "
+                "grow_mm from the patient's brain mask set to 0",
+        "grow_mm": GROW_MM, "extractor": brain_extractor(cohort_dir), "plaque_pixels_zero": zero_plaque}
     path.write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n")

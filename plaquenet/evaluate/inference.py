@@ -109,12 +109,13 @@ def _lesion_slices(scan: Scan, output_of: Callable[[int, np.ndarray], np.ndarray
                           output_of(int(s), image_shw[s]))
 
 
-def forward_volume(flair_shw: np.ndarray, forward: Forward) -> np.ndarray:
+def forward_volume(flair_shw: np.ndarray, forward: Forward, image_shw: Optional[np.ndarray] = None) -> np.ndarray:
     """The network's output on EVERY slice of a (S, H, W) FLAIR volume, float32
     (S, H, W): the whole probability volume (--save-probabilities, `segment`),
     same input as `forward_lesion_slices`. Costs S forwards, where scoring
-    costs only the slices with plaques."""
-    image_shw = normalise_intensity(flair_shw)
+    costs only the slices with plaques. `image_shw`: the net's input when already
+    made (`cohort.network_input`, e.g. skull-stripped)."""
+    image_shw = normalise_intensity(flair_shw) if image_shw is None else image_shw
     output_shw = np.empty(image_shw.shape, np.float32)
     per_call = slices_per_call(forward, image_shw.shape[1:])
     with progress(total=len(image_shw), desc="slices", unit="slice") as bar:

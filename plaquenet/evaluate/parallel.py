@@ -32,7 +32,7 @@ from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence, Tup
 
 import numpy as np
 
-from ..cohort import Scan, iter_scans, load_scan, normalise_intensity
+from ..cohort import Scan, iter_scans, load_scan, scan_input
 from ..engines import Forward
 from ..errors import InputError
 from ..typing import PathLike
@@ -88,13 +88,14 @@ def patient_pool(workers: Optional[Workers]) -> Iterator[Optional[PatientPool]]:
 
 
 def forwarded_scans(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], every_slice: bool = False,
-                    pool: Optional[PatientPool] = None) -> Iterator[ForwardedScan]:
+                    pool: Optional[PatientPool] = None, skull_strip: bool = False) -> Iterator[ForwardedScan]:
     """Each patient of `patients`, in order, through the network
     (`inference.forward_scan`: the slices with plaques, or every slice): in the
     `pool`'s processes when given (their own forward), else here with `forward`
-    while the next patient is read in a thread."""
+    while the next patient is read in a thread. The input: `cohort.scan_input`
+    (skull-stripped with `skull_strip`, as the tiles were cut)."""
     if pool is None:
-        for scan, image_shw in _read_ahead(_read_and_normalise(cohort_dir, patients), READ_AHEAD):
+        for scan, image_shw in _read_ahead(_read_and_normalise(cohort_dir, patients, skull_strip), READ_AHEAD):
             yield forward_scan(scan, forward, every_slice, image_shw)
         return
     window = 2 * pool.count
@@ -106,7 +107,8 @@ def forwarded_scans(forward: Forward, cohort_dir: PathLike, patients: Sequence[s
                 patient = next(remaining, None)
                 if patient is None:
                     break
-                pending.append(pool.executor.submit(_forward_patient, str(cohort_dir), patient, every_slice))
+                pending.append(pool.executor.submit(_forward_patient, str(cohort_dir), patient, every_slice,
+                                                    skull_strip))
             if not pending:
                 return
             yield _result(pending.popleft())
@@ -115,9 +117,10 @@ def forwarded_scans(forward: Forward, cohort_dir: PathLike, patients: Sequence[s
             future.cancel()
 
 
-def _read_and_normalise(cohort_dir: PathLike, patients: Sequence[str]) -> Iterator[Tuple[Scan, np.ndarray]]:
+def _read_and_normalise(cohort_dir: PathLike, patients: Sequence[str],
+                        skull_strip: bool = False) -> Iterator[Tuple[Scan, np.ndarray]]:
     for scan in iter_scans(cohort_dir, patients):
-        yield scan, normalise_intensity(scan.flair_shw)
+        yield scan, scan_input(cohort_dir, scan, skull_strip)
 
 
 def _read_ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
@@ -175,9 +178,10 @@ def _start_worker(load_forward: Callable[[], Forward], threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _forward_patient(cohort_dir: str, patient: str, every_slice: bool) -> Any:
+def _forward_patient(cohort_dir: str, patient: str, every_slice: bool, skull_strip: bool = False) -> Any:
     try:
-        return forward_scan(load_scan(cohort_dir, patient), _FORWARD[0], every_slice)
+        scan = load_scan(cohort_dir, patient)
+        return forward_scan(scan, _FORWARD[0], every_slice, scan_input(cohort_dir, scan, skull_strip))
     except InputError as e:  # as a value: InputError(path, problem) does not unpickle
         return _Failed(e.path, e.problem)
 

@@ -116,16 +116,22 @@ class TileSpec:
     negative_preference: float = tiles.NEGATIVE_PREFERENCE   # 0: lesion-free tiles drawn uniformly
     tile: int = tiles.TILE
     seed: int = tiles.SEED
+    skull_strip: bool = False   # not the paper's: cut from the skull-stripped input (§6; tiles.py)
+
+    # What a tiles.json written before a parameter existed made: today's folders stay valid.
+    BEFORE_RECORDED = {"skull_strip": False}
 
     def folder_name(self) -> str:
-        """One folder per spec: tiles-50px-neg0.333-pref4-seed0 for the paper's."""
+        """One folder per spec: tiles-50px-neg0.333-pref4-seed0 for the paper's
+        (-skullstrip appended with `skull_strip`)."""
         return (f"tiles-{self.tile}px-neg{self.negative_share:.3f}-pref{self.negative_preference:g}"
-                f"-seed{self.seed}")
+                f"-seed{self.seed}" + ("-skullstrip" if self.skull_strip else ""))
 
     def parameters(self) -> Dict[str, Any]:
         """As tiles.json records them."""
         return {"tile": self.tile, "negative_share": self.negative_share,
-                "negative_preference": self.negative_preference, "seed": self.seed}
+                "negative_preference": self.negative_preference, "seed": self.seed,
+                "skull_strip": self.skull_strip}
 
 
 # --- cohort and tiles -----------------------------------------------------------
@@ -173,7 +179,7 @@ def ensure_tiles(cohort_dir: PathLike, spec: TileSpec = TileSpec(), out_dir: Opt
     out = Path(out_dir) if out_dir is not None else Path(cohort_dir) / spec.folder_name()
     if not tiles_match(out, cohort_dir, spec):
         print(tiles.make_tiles(cohort_dir, out, tile=spec.tile, negative_share=spec.negative_share, seed=spec.seed,
-                               negative_preference=spec.negative_preference))
+                               negative_preference=spec.negative_preference, skull_strip=spec.skull_strip))
     return out
 
 
@@ -185,7 +191,8 @@ def tiles_match(out: Path, cohort_dir: PathLike, spec: TileSpec) -> bool:
     except (OSError, ValueError):
         return False
     made_with = description.get("parameters", {})
-    same = all(_same_value(made_with.get(name), value) for name, value in spec.parameters().items())
+    same = all(_same_value(made_with.get(name, TileSpec.BEFORE_RECORDED.get(name)), value)
+               for name, value in spec.parameters().items())
     return (same and description.get("cohort_id") == cohort_id(cohort_dir)
             and bool(listed) and all(Path(p).is_file() for p in listed))
 
