@@ -12,7 +12,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "plaquenet"
 STAGES = {"phantom", "ingest", "tiles", "train", "score", "segment", "export", "nnunet", "brainmask"}
 TORCH_FREE = ("engines/caffe.py", "engines/__init__.py", "engines/run.py", "engines/signals.py", "engines/snapshots.py",
-              "score.py", "cohort.py", "tiles.py", "ingest.py", "paths.py", "caffe_layers.py", "nnunet.py", "brain.py")
+              "score.py", "cohort.py", "tiles.py", "ingest.py", "paths.py", "caffe_layers.py", "nnunet.py", "brain.py",
+              "skull_strip.py")
 
 
 def _module_name(path: Path) -> str:
