@@ -22,7 +22,12 @@ results.json), gathers:
   scored on the same scans;
 * how much output there is at all (§6: larger tiles "resulted in all-zero
   network outputs"): the scans whose output has no pixel at ALL_ZERO_LEVEL
-  or above, those with no pixel at the chosen threshold, the largest output.
+  or above, those with no pixel at the chosen threshold, the largest output;
+* with `brain` (§5-6: "remove the irrelevant parts of the input"): the pixel
+  scores again with every detection outside the patient's brain mask, grown
+  by brain.GROW_MM, dropped (`plaquenet brainmask --cohort`'s masks), and with
+  the phantom's true brain in its place when the cohort has region maps (what
+  a perfect extractor would do), at the same threshold.
 
 Torch-free, one patient in memory at a time, like `score`.
 """
@@ -35,7 +40,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-from ..cohort import iter_scans, iter_truth, region_legend
+from ..brain import GROW_MM, grow, true_brain
+from ..cohort import iter_scans, iter_truth, load_brain, region_legend
 from ..engines import Forward
 from ..progress import progress
 from ..typing import PathLike
@@ -118,14 +124,18 @@ class Observations:
     lesion: Dict[str, Dict[str, Any]]  # "polygons"/"exact" -> rule -> pooled lesion metrics (3D)
     # all_zero_scans (no pixel >= ALL_ZERO_LEVEL), blank_scans (none >= threshold), max_output
     outputs: Dict[str, float] = dataclasses.field(default_factory=dict)
+    # with `brain`: "extractor"/"true_brain" -> pixel metrics and counts inside the grown brain,
+    # "without_mask": patients counted unfiltered, "grow_mm"
+    brain: Optional[Dict[str, Any]] = None
 
     def as_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], threshold: float,
-            raw_threshold: float) -> Observations:
-    """One pass over the slices with plaques of `patients` (the test split)."""
+            raw_threshold: float, brain: bool = False) -> Observations:
+    """One pass over the slices with plaques of `patients` (the test split);
+    `brain`: also score inside each patient's grown brain mask."""
     legend = region_legend(cohort_dir)
     n_regions = (max(legend) + 1) if legend else 0
     hist = {"network": SweepHistogram(), "raw": SweepHistogram()}
@@ -138,6 +148,9 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
     have_exact = True
     scans = all_zero = blank = 0
     max_output = -np.inf
+    inside = {"extractor": PixelCounts(), "true_brain": PixelCounts()}
+    without_mask: List[str] = []
+    have_true_brain = bool(legend)
     truths = iter_truth(cohort_dir, list(patients))
     for scan, truth in progress(zip(iter_scans(cohort_dir, list(patients)), truths), total=len(patients),
                                 desc="test scans (claims)", unit="patient"):
@@ -145,10 +158,22 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
         marked_shw = np.zeros(scan.mask_shw.shape, bool)
         exact_shw = np.zeros(scan.mask_shw.shape, np.uint8)
         have_exact = have_exact and truth.mask_exact_shw is not None
+        kept: Dict[str, Optional[np.ndarray]] = {"extractor": None, "true_brain": None}
+        if brain:
+            mask = load_brain(cohort_dir, scan.patient)
+            if mask is None:
+                without_mask.append(scan.patient)
+            kept["extractor"] = grow(mask, scan.voxel_mm) if mask is not None else None
+            have_true_brain = have_true_brain and truth.regions_shw is not None
+            if legend and truth.regions_shw is not None:
+                kept["true_brain"] = grow(true_brain(truth.regions_shw, legend), scan.voxel_mm)
         for s in forward_lesion_slices(scan, forward):
             scans += 1
             marked = s.output_hw >= threshold
             marked_shw[s.index] = marked
+            if brain:
+                for name, grown in kept.items():   # a patient without a mask counts unfiltered
+                    inside[name] += count_pixels(marked if grown is None else marked & grown[s.index], s.truth_hw)
             top = float(np.max(s.output_hw))
             max_output = max(max_output, top)
             all_zero += top < ALL_ZERO_LEVEL
@@ -196,8 +221,13 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
                                      "area_pixels": int(area[k])} for k in sorted(legend)}
     outputs = {"all_zero_scans": all_zero, "blank_scans": blank, "max_output": float(max_output),
                "all_zero_level": ALL_ZERO_LEVEL}
+    brain_record: Optional[Dict[str, Any]] = None
+    if brain:
+        brain_record = {name: {**pixel_metrics(c), **dataclasses.asdict(c)} for name, c in inside.items()
+                        if name == "extractor" or have_true_brain}
+        brain_record.update(without_mask=without_mask, grow_mm=GROW_MM)
     return Observations(float(threshold), float(raw_threshold), scans, curves, ranges, region_record,
-                        pixel_record, lesion_record, outputs)
+                        pixel_record, lesion_record, outputs, brain_record)
 
 
 def _pooled(summaries: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:

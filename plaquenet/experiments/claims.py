@@ -25,7 +25,10 @@ the `bright` one at every snapshot (Fig. 5, C4). Then one more pass over the
 test scans per net (`evaluate.observe`) measures what the paper's own
 metrics do not show: F against threshold (C2), false alarms per anatomical
 region (C3, C5), lesion-wise against pixel-wise scores with polygons and
-exact masks (C6). Everything a step writes is reused by the next run: the
+exact masks (C6), how much output there is at all (C7) and, for the
+paper-protocol net, what dropping the detections outside the brain removes
+(C8; the test patients' brain masks are made first with HD-BET, `plaquenet
+brainmask`, when the `brain` extra is installed, else C8 is not measurable). Everything a step writes is reused by the next run: the
 cohort, the tiles, the trainings (resumed), the scores and the observations
 (OUT/observations/<run>.json, made again only for a newer snapshot).
 
@@ -46,7 +49,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__, paths
 from ..atomic import atomic_path, refuse_existing
-from ..cohort import cohort_name, read_split
+from .. import brain as brain_extraction
+from ..brainmask import brainmask_cohort
+from ..cohort import brain_masks_present, cohort_file, cohort_name, read_split
 from ..engines.snapshots import find_deploy, latest_snapshot
 from ..evaluate.curves import read_training_loss
 from ..evaluate.observe import observe
@@ -140,7 +145,8 @@ def plan_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule,
 def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run: Optional[PathLike] = None,
                engine: str = "torch", device: str = "cpu", force: bool = False,
                seconds_per_iteration: Optional[float] = None, jobs: int = 1,
-               large_tile_batch: Optional[int] = None, say: Callable[[str], None] = print) -> Dict[str, Any]:
+               large_tile_batch: Optional[int] = None, extractor: Optional[brain_extraction.Extractor] = None,
+               say: Callable[[str], None] = print) -> Dict[str, Any]:
     """Train (or resume) the five runs, score them, measure, judge, write OUT.
 
     OUT is written atomically except OUT/runs and OUT/observations, which
@@ -148,7 +154,10 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
     claims.json is refused unless `force` (only the table is replaced).
     `seconds_per_iteration`: for the estimate printed first (default: from
     the runs' train.log when one has trained). `jobs`: trainings at a time
-    (`runner.train_side_by_side`). `large_tile_batch`: as for `plan_claims`."""
+    (`runner.train_side_by_side`). `large_tile_batch`: as for `plan_claims`.
+    `extractor`: makes the test patients' brain masks that the cohort lacks
+    (C8; default HD-BET when the brain extra is installed, else C8 is not
+    measurable here)."""
     out = Path(out)
     refuse_existing(out / "claims.json", force)
     plan = plan_claims(cohort_dir, out, schedule, main_run, large_tile_batch)
@@ -161,6 +170,7 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
 
     prepare_runs(plan, force)
     train_side_by_side(list(plan.runs.values()), jobs, engine=engine, device=device, say=say)
+    no_brain = ensure_brain_masks(cohort_dir, read_split(cohort_dir)["test"], extractor, say)
     results: Dict[str, Dict[str, Any]] = {}
     observations: Dict[str, Optional[Dict[str, Any]]] = {}
     for name, run in plan.runs.items():
@@ -168,9 +178,9 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
         results[name] = score_run(run, cohort_dir, engine=engine, device=device, all_snapshots=name == "bright",
                                   whole_volume=name == "bright", training=plan.schedule_of(name).training_note())
         observations[name] = _observations(out / "observations" / f"{name}.json", run, cohort_dir, results[name],
-                                           engine, device)
+                                           engine, device, brain=name == "bright" and no_brain is None)
 
-    claims = judge(results, observations, plan, read_training_loss(plan.runs["bright"]))
+    claims = judge(results, observations, plan, read_training_loss(plan.runs["bright"]), no_brain)
     about = {
         "cohort": cohort_name(cohort_dir), "cohort_dir": str(cohort_dir),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -201,9 +211,30 @@ def default_jobs(device: str) -> int:
     return max(1, (os.cpu_count() or 1) // 8)
 
 
+def ensure_brain_masks(cohort_dir: PathLike, patients: Sequence[str],
+                       extractor: Optional[brain_extraction.Extractor] = None,
+                       say: Callable[[str], None] = print) -> Optional[str]:
+    """Brain masks of `patients` in the cohort store, the missing ones made with
+    `extractor` (default: HD-BET's fast mode, `plaquenet brainmask`); None when
+    every patient has one, else why not (C8 is then not measurable here)."""
+    missing = sorted(set(patients) - set(brain_masks_present(cohort_dir)))
+    if not missing:
+        return None
+    name = "given extractor"
+    if extractor is None:
+        if not brain_extraction.version():
+            return f"brain extraction is not installed ({brain_extraction.EXTRA})"
+        extractor, name = brain_extraction.hd_bet(), f"{brain_extraction.version()} (fast)"
+    say(f"claims: brain masks of the test patients {', '.join(missing)} ({name}) into {cohort_file(cohort_dir)}")
+    summary = brainmask_cohort(cohort_dir, extractor, name, force=True, patients=missing)
+    say(f"claims: {summary}")
+    return None
+
+
 def judge(results: Dict[str, Dict[str, Any]], observations: Dict[str, Optional[Dict[str, Any]]], plan: ClaimsPlan,
-          loss: Any) -> List[Dict[str, Any]]:
-    """Every claim's verdict from the measured numbers (`verdicts`)."""
+          loss: Any, no_brain: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Every claim's verdict from the measured numbers (`verdicts`);
+    `no_brain`: why the test patients have no brain masks (C8)."""
     main, main_obs = results["bright"], observations["bright"]
     assert main_obs is not None
     paper_max_iter = Schedule().read().max_iter
@@ -218,7 +249,7 @@ def judge(results: Dict[str, Dict[str, Any]], observations: Dict[str, Optional[D
         verdicts.c6_lesion_vs_pixel(main_obs),
         verdicts.c7_larger_tiles({k: (results.get(k), observations.get(k)) for k in ("large_euclidean", "large_dice")},
                                  plan.schedule_of("large_euclidean").deviations()),
-        *verdicts.pending_remedies(),
+        verdicts.c8_brain_extraction(main_obs, no_brain),
     ]
     return [_json_safe(dataclasses.asdict(c)) for c in found]
 
@@ -249,17 +280,19 @@ def _eta(plan: ClaimsPlan, seconds_per_iteration: float) -> str:
             "plus scoring")
 
 
-OBSERVATIONS_VERSION = 2   # what `observe` measures; a cache of another version is made again (2: outputs, C7)
+OBSERVATIONS_VERSION = 3   # what `observe` measures; a cache of another version is made again (2: C7, 3: C8)
 
 
 def _observations(path: Path, run: Path, cohort_dir: PathLike, results: Dict[str, Any], engine: str,
-                  device: str) -> Dict[str, Any]:
+                  device: str, brain: bool = False) -> Dict[str, Any]:
     """`evaluate.observe` of the run's latest snapshot at its scored thresholds,
-    cached in `path` (made again for another snapshot, threshold or cohort)."""
+    cached in `path` (made again for another snapshot, threshold or cohort, or,
+    with `brain`, after the store's brain masks changed)."""
     snapshot = latest_snapshot(run)
     key = {"measures": OBSERVATIONS_VERSION, "snapshot": str(snapshot.resolve()), "size": snapshot.stat().st_size,
            "mtime_ns": snapshot.stat().st_mtime_ns, "threshold": results["threshold"],
-           "raw_threshold": results["baseline"]["raw_intensity"]["threshold"], "cohort_dir": str(cohort_dir)}
+           "raw_threshold": results["baseline"]["raw_intensity"]["threshold"], "cohort_dir": str(cohort_dir),
+           "brain": cohort_file(cohort_dir).stat().st_mtime_ns if brain else None}
     try:
         cached = json.loads(path.read_text())
         if cached.get("key") == key:
@@ -267,7 +300,8 @@ def _observations(path: Path, run: Path, cohort_dir: PathLike, results: Dict[str
     except (OSError, ValueError):
         pass
     forward = load_forward(engine, find_deploy(snapshot, None), snapshot, device)
-    found = observe(forward, cohort_dir, read_split(cohort_dir)["test"], key["threshold"], key["raw_threshold"])
+    found = observe(forward, cohort_dir, read_split(cohort_dir)["test"], key["threshold"], key["raw_threshold"],
+                    brain=brain)
     record = _json_safe(found.as_dict())
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

@@ -9,10 +9,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from plaquenet.caffe.prototxt import read_net
 from plaquenet.cli import main
+from plaquenet.cohort import brain_masks_present, read_split
 from plaquenet.errors import InputError
 from plaquenet.experiments import verdicts
 from plaquenet.experiments.claims import run_claims
@@ -20,6 +22,11 @@ from plaquenet.experiments.runner import Schedule
 
 REPO = Path(__file__).resolve().parents[2]
 VERDICTS = {verdicts.HOLDS, verdicts.FAILS, verdicts.UNMEASURABLE}
+
+
+def not_air(volume_zyx, spacing):
+    """A stand-in for HD-BET (C8's plumbing; the real one runs in test_brain_hd_bet.py): the whole head."""
+    return (volume_zyx > 0.05 * volume_zyx.max()).astype(np.uint8)
 
 
 @pytest.fixture
@@ -35,7 +42,7 @@ def truth_cohort(tmp_path, monkeypatch):
 
 def test_claims_on_a_tiny_phantom(truth_cohort):
     schedule = Schedule(max_iter=3, snapshot=1)   # three snapshots: the least C4 can judge
-    done = run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4)
+    done = run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4, extractor=not_air)
     claims = {c["id"]: c for c in done["claims"]}
     assert list(claims) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
     assert all(c["verdict"] in VERDICTS and c["reason"] for c in claims.values())
@@ -64,6 +71,13 @@ def test_claims_on_a_tiny_phantom(truth_cohort):
     observed = json.loads(Path("runs/claims/observations/large_euclidean.json").read_text())["observations"]
     assert euclid["all_zero_share"] == observed["outputs"]["all_zero_scans"] / observed["scans"]
     assert "tiles-100px" in read_net("runs/claims/runs/large_dice/train.prototxt").layer[0].hdf5_data_param.source
+    n = claims["C8"]["numbers"]   # the fake brain is the whole head: it removes what lies outside the head
+    bright = json.loads(Path("runs/claims/observations/bright.json").read_text())["observations"]
+    assert n["fp_pixels"] == bright["pixel"]["polygons"]["fp"] and n["extractor"]["fp_pixels"] == bright["brain"][
+        "extractor"]["fp"] <= n["fp_pixels"]
+    assert "true_brain" in n and set(brain_masks_present(truth_cohort)) >= set(read_split(truth_cohort)["test"])
+    if n["fp_pixels"]:
+        assert (claims["C8"]["verdict"] == verdicts.HOLDS) == (n["extractor"]["fp_removed_share"] >= verdicts.MOST)
 
     # The measurements agree with score's counts of the same net on the same test scans.
     results = json.loads(Path("runs/claims/runs/bright/score/results.json").read_text())
@@ -81,12 +95,12 @@ def test_claims_on_a_tiny_phantom(truth_cohort):
 
     # A rerun reuses the trainings, the scores and the observations; without --force it refuses.
     with pytest.raises(InputError, match="already exists"):
-        run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4)
+        run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4, extractor=not_air)
     kept = {p: p.stat().st_mtime_ns for p in Path("runs/claims").glob("runs/*/plaquenet_iter_3.caffemodel")}
     kept.update({p: p.stat().st_mtime_ns for p in Path("runs/claims/observations").iterdir()})
     kept.update({p: p.stat().st_mtime_ns for p in Path("runs/claims").glob("runs/*/score/results.json")})
     assert len(kept) == 15   # five runs: snapshot, observations, results
-    again = run_claims(truth_cohort, Path("runs/claims"), schedule, force=True, large_tile_batch=4)
+    again = run_claims(truth_cohort, Path("runs/claims"), schedule, force=True, large_tile_batch=4, extractor=not_air)
     assert [c["verdict"] for c in again["claims"]] == [c["verdict"] for c in done["claims"]]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
@@ -100,6 +114,7 @@ def test_claims_reuse_the_reproductions_training_and_scores(truth_cohort):
     record = reproduce("quick", run_dir="runs/r", max_iter=2, cohort_dir=truth_cohort)
     scored = Path(record["run"]) / "score" / "results.json"
     before = scored.stat().st_mtime_ns
-    run_claims(truth_cohort, Path("runs/claims"), schedule, main_run=record["run"], large_tile_batch=4)
+    run_claims(truth_cohort, Path("runs/claims"), schedule, main_run=record["run"], large_tile_batch=4,
+               extractor=not_air)
     assert scored.stat().st_mtime_ns == before
     assert "SHORTENED" in json.loads(Path("runs/claims/runs/none/score/results.json").read_text())["training"]

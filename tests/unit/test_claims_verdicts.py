@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from plaquenet.experiments.verdicts import (ALL_ZERO_SHARE, FAILS, HOLDS, MARGIN, UNMEASURABLE, c1_threshold_source, c2_raw_intensity,
+from plaquenet.experiments.verdicts import (ALL_ZERO_SHARE, FAILS, HOLDS, MARGIN, MOST, UNMEASURABLE, c1_threshold_source, c2_raw_intensity,
                                             c3_bright_negatives, c4_overtraining, c5_false_alarm_regions,
-                                            c6_lesion_vs_pixel, c7_larger_tiles, pending_remedies)
+                                            c6_lesion_vs_pixel, c7_larger_tiles, c8_brain_extraction)
 
 
 def results(f_scan=0.5, f_tiles=0.3, f_raw=0.1):
@@ -153,6 +153,31 @@ def test_c7_without_its_runs_is_not_measurable():
     assert claim.verdict == UNMEASURABLE and "large_dice" in claim.reason
 
 
-def test_the_remedy_still_to_measure_is_listed_not_dropped():
-    assert [c.id for c in pending_remedies()] == ["C8"]
-    assert all(c.verdict == UNMEASURABLE and c.reason for c in pending_remedies())
+def brain_observations(fp_before, fp_extractor, fp_true=None, without_mask=()):
+    """Observations with a "brain" record: false-positive pixels before and inside the grown brain."""
+    def pixel(fp):
+        return {"tp": 50, "fp": fp, "fn": 50, "f1": 100 / (100 + fp + 50)}
+    brain = {"extractor": pixel(fp_extractor), "without_mask": list(without_mask), "grow_mm": 3.0}
+    if fp_true is not None:
+        brain["true_brain"] = pixel(fp_true)
+    return {"pixel": {"polygons": pixel(fp_before)}, "brain": brain}
+
+
+@pytest.mark.parametrize("fp_extractor, verdict", [(400, HOLDS), (500, HOLDS), (501, FAILS), (1000, FAILS)])
+def test_c8_most_false_alarms_must_fall_outside_the_brain(fp_extractor, verdict):
+    claim = c8_brain_extraction(brain_observations(1000, fp_extractor, fp_true=300))
+    assert claim.verdict == verdict, claim.reason
+    assert claim.numbers["extractor"]["fp_removed_share"] == (1000 - fp_extractor) / 1000
+    assert (claim.numbers["extractor"]["fp_removed_share"] >= MOST) == (verdict == HOLDS)
+    assert claim.numbers["true_brain"]["fp_removed_share"] == 0.7 and "true brain" in claim.reason
+
+
+@pytest.mark.parametrize("observations, unavailable, why", [
+    ({"pixel": {"polygons": {"tp": 1, "fp": 1, "fn": 1, "f1": 0.5}}}, None, "no brain masks"),
+    ({"pixel": {"polygons": {"tp": 1, "fp": 1, "fn": 1, "f1": 0.5}}}, "not installed (pip)", "not installed"),
+    (brain_observations(1000, 10, without_mask=["P007"]), None, "without a brain mask: P007"),
+    (brain_observations(0, 0), None, "no false-positive pixel"),
+])
+def test_c8_without_masks_or_false_alarms_is_not_measurable(observations, unavailable, why):
+    claim = c8_brain_extraction(observations, unavailable)
+    assert claim.verdict == UNMEASURABLE and why in claim.reason
