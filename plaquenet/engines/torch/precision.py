@@ -32,7 +32,18 @@ def check_precision(precision: str, device: torch.device) -> str:
     if precision == "tf32" and device.type != "cuda":
         raise InputError("--precision", "tf32 is a mode of NVIDIA GPUs (Ampere and later); on a CPU use fp32 "
                                         "(Caffe's numerics) or bf16")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        raise InputError("--precision", "bf16 needs a CPU with bfloat16 arithmetic (AVX512_BF16, AMX or Arm's "
+                                        "BF16), which this one lacks: emulated it would be slower than fp32")
     return precision
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (oneDNN's own probe)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def set_numerics(precision: str) -> None:

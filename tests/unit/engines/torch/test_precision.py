@@ -10,6 +10,7 @@ import tiny_nets
 from plaquenet.caffe.snapshot import caffemodel_weights, read_caffemodel
 from plaquenet.engines import get_engine
 from plaquenet.engines.caffe import CaffeEngine
+from plaquenet.engines.torch import precision
 from plaquenet.engines.torch.net import TRAIN
 from plaquenet.engines.torch.train import train
 from plaquenet.errors import InputError
@@ -67,6 +68,15 @@ def test_training_in_bf16_says_so_in_its_log_and_snapshots_float32_weights(train
 def test_a_precision_this_device_cannot_compute_in_is_one_line(precision, problem):
     with pytest.raises(InputError, match=problem) as refused:
         tiny_nets.net_of(tiny_nets.one_conv_deploy(), precision=precision)
+    assert "\n" not in str(refused.value)
+
+
+def test_bf16_on_a_cpu_without_bfloat16_arithmetic_is_one_line(monkeypatch):
+    """#15's bad input: emulated bf16 would be slower than fp32, so a CPU without it is refused."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
+    assert not precision.cpu_has_bf16()
+    with pytest.raises(InputError, match="bf16 needs a CPU with bfloat16 arithmetic") as refused:
+        tiny_nets.net_of(tiny_nets.one_conv_deploy(), precision="bf16")
     assert "\n" not in str(refused.value)
 
 
