@@ -10,8 +10,12 @@ per 100-tile training iteration (forward, backward, SGD update) and per
 the share of the machine's FP32 peak (measured here with the project's
 shared probe, ../shared/tools/cpu_peak.c, when it builds). Real Caffe runs
 only as root with the Caffe root built (`make caffe-root`); without it the
-torch figures are printed alone. Medians after one warm-up; absolute times
-differ between machines, so only the same-run ratios compare.
+torch figures are printed alone. Beside them, the reference the engine is
+held to (#15): plain PyTorch's best layout on the same work, the same layers
+as torch.nn modules in channels-last memory, an SGD step with momentum on a
+sum-of-squares loss and an inference-mode scan, at each precision timed.
+Medians after one warm-up; absolute times differ between machines, so only
+the same-run ratios compare.
 """
 
 import argparse
@@ -120,6 +124,52 @@ def torch_figures(work: Path, iters: int, scans: int, precision: str = "fp32"):
     return train_s, median_seconds(lambda: forward(image_hw), scans)
 
 
+def plain_net(deploy: Path) -> torch.nn.Module:
+    """The deploy net's layers as torch.nn modules (Conv2d with its padding,
+    PReLU per channel, Sigmoid), in channels-last memory: no engine in between."""
+    layers, channels = [], 1
+    for layer in read_net(deploy).layer:
+        if layer.type == "Convolution":
+            p = layer.convolution_param
+            k = p.kernel_size[0] if p.kernel_size else p.kernel_h
+            pad = p.pad[0] if p.pad else 0
+            layers.append(torch.nn.Conv2d(channels, p.num_output, k, padding=pad))
+            channels = p.num_output
+        elif layer.type == "PReLU":
+            layers.append(torch.nn.PReLU(channels))
+        elif layer.type == "Sigmoid":
+            layers.append(torch.nn.Sigmoid())
+    return torch.nn.Sequential(*layers).to(memory_format=torch.channels_last)
+
+
+def plain_torch_figures(iters: int, scans: int, precision: str = "fp32"):
+    """Plain PyTorch on the engine's work: seconds per 100-tile SGD step
+    (forward, Caffe's EuclideanLoss sum / 2N, backward, momentum update) and
+    per 448x512 scan in inference mode; bf16 through autocast, as the engine."""
+    torch.manual_seed(0)
+    net = plain_net(DEPLOY_NET)
+    optimiser = torch.optim.SGD(net.parameters(), lr=1e-5, momentum=0.9)
+    rng = np.random.default_rng(0)
+    tiles = torch.from_numpy(rng.random((100, 1, 50, 50), dtype=np.float32)).to(memory_format=torch.channels_last)
+    labels = torch.from_numpy((rng.random((100, 1, 50, 50)) < 0.05).astype(np.float32))
+    image = torch.from_numpy(rng.random((1, 1, H, W), dtype=np.float32)).to(memory_format=torch.channels_last)
+    cast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def step():
+        optimiser.zero_grad(set_to_none=True)
+        with cast:
+            out = net(tiles)
+        loss = ((out.float() - labels) ** 2).sum() / (2 * len(tiles))
+        loss.backward()
+        optimiser.step()
+
+    def scan():
+        with torch.inference_mode(), cast:
+            net(image)
+
+    return median_seconds(step, iters), median_seconds(scan, scans)
+
+
 def caffe_figures(root: Path, work: Path, iters: int, scans: int):
     if os.geteuid() != 0 or not (root / "usr" / "bin" / "caffe").exists():
         print(f"real Caffe: skipped (needs root and a Caffe root at {root}: `make caffe-root`)")
@@ -163,9 +213,13 @@ def main():
     parser.add_argument("--caffe-root", type=Path, default=REPO / "build" / "caffe-root")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--scans", type=int, default=5)
-    parser.add_argument("--precision", default="fp32",
-                        help="comma-separated precisions of the torch engine to time (fp32,bf16); fp32 is Caffe's")
+    parser.add_argument("--precision", default=None,
+                        help="comma-separated precisions of the torch engine to time (fp32,bf16); fp32 is Caffe's "
+                             "(default: fp32, and bf16 where this CPU computes in it)")
     args = parser.parse_args()
+    if args.precision is None:
+        from plaquenet.engines.torch.precision import cpu_has_bf16
+        args.precision = "fp32,bf16" if cpu_has_bf16() else "fp32"
 
     macs = macs_per_pixel(DEPLOY_NET)
     gflop_scan = 2 * macs * H * W / 1e9
@@ -184,13 +238,20 @@ def main():
         os.chdir(cwd)
         theirs = caffe_figures(args.caffe_root.resolve(), work, args.iters, args.scans)
 
+    plain = {p: plain_torch_figures(args.iters, args.scans, p) for p in precisions}
+
     rows = [(f"torch engine {p}", figures) for p, figures in ours.items()]
+    rows += [(f"plain PyTorch {p}", figures) for p, figures in plain.items()]
     rows += [("real Caffe", theirs)] if theirs else []
     print(f"\n{'':20} {'s/iteration':>12} {'GFLOP/s':>8} {'s/scan':>8} {'GFLOP/s':>8}")
     for name, (it, sc) in rows:
         share = (f"   ({100 * gflop_iter / it / peak:.0f}% / {100 * gflop_scan / sc / peak:.0f}% of FP32 peak)"
                  if peak else "")
         print(f"{name:20} {it:12.3f} {gflop_iter / it:8.1f} {sc:8.3f} {gflop_scan / sc:8.1f}{share}")
+    for p, (it, sc) in ours.items():
+        reference = plain[p]
+        print(f"torch {p} against plain PyTorch {p} (channels-last): {reference[0] / it:.2f}x per iteration, "
+              f"{reference[1] / sc:.2f}x per scan (1 = as fast)")
     if theirs:
         for p, (it, sc) in ours.items():
             print(f"torch {p} over real Caffe: {theirs[0] / it:.2f}x per iteration, {theirs[1] / sc:.2f}x per scan")
