@@ -43,10 +43,8 @@ import numpy as np
 from . import __version__, paths
 from .atomic import atomic_path, refuse_existing
 from .brain import GROW_MM, grow, unusable
-from .cohort import (Scan, brain_masks_present, cohort_file, cohort_name, iter_masks, iter_scans, lesion_slices,
-                     load_brain, patient_ids, read_split, split_file)
-from .cohort import check_brain_masks, scan_input
-from .skull_strip import resolve, run_records, tiles_record
+from .cohort import (Scan, brain_masks_present, check_brain_masks, cohort_file, cohort_name, iter_masks, iter_scans,
+                     lesion_slices, load_brain, patient_ids, read_split, scan_input, split_file)
 from .engines import Forward, checked, get_engine, with_batch_slices
 from .engines.snapshots import find_deploy, latest_snapshot, snapshots_by_iteration
 from .errors import InputError
@@ -54,6 +52,7 @@ from .progress import progress
 from .report.figures import (precision_recall_figure, raw_threshold_figure, save_png, slice_outcome_figure,
                               training_curves_figure)
 from .report.html import write_report
+from .skull_strip import resolve, run_records, tiles_record
 from .evaluate.curves import SnapshotScore, TrainingCurve, read_training_loss, write_curves_csv
 from .evaluate.inference import (LesionSlice, count_tiles, forward_volume, lesion_slices_of_volume,
                                  slices_per_call, threshold_from_tiles, training_tile_files)

@@ -296,3 +296,20 @@ def truncated_mr_file(folder, z_mm: Optional[float] = None) -> Path:
         ds.ImagePositionPatient = [-83.9063, -91.2, z_mm]
         ds.save_as(path)
     return path
+
+
+def write_three_lesion_study(study) -> Path:
+    """A study (DICOM FLAIR series in STUDY/flair) whose three bright lesions
+    lie in columns 4-8 (A, slice 1), 2-3 (C) and 15 (B, slice 3): the segment
+    tests' brain cases, with `left_columns_brain` as their extractor."""
+    stored = np.full((SLICES, ROWS, COLS), 100, np.uint16)
+    stored[1, 3:7, 4:9] = stored[3, 12:14, 2:4] = stored[3, 10:11, 15:16] = 1000
+    write_dicom_series(Path(study) / "flair", stored=stored)
+    return Path(study)
+
+
+def left_columns_brain(volume_zyx, spacing):
+    """A fake brain extractor (brain.Extractor): the brain is columns 0-9."""
+    mask = np.zeros(volume_zyx.shape, np.uint8)
+    mask[:, :, :10] = 1
+    return mask

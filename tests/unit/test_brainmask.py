@@ -97,15 +97,8 @@ def test_bad_command_lines_are_one_line_and_exit_2(argv, message, capsys):
 def test_segment_drops_plaques_outside_the_grown_brain(tmp_path, scored_snapshot, deploy):
     """The study's lesions (test_segment.py): A in columns 4-8, C in 2-3, B in 15-15.
     The fake brain is columns 0-9; grown by 3 mm (4 columns of 0.75 mm) it ends at 13."""
-    study = tmp_path / "study"
-    stored = np.full((F.SLICES, F.ROWS, F.COLS), 100, np.uint16)
-    stored[1, 3:7, 4:9] = stored[3, 12:14, 2:4] = stored[3, 10:11, 15:16] = 1000
-    F.write_dicom_series(study / "flair", stored=stored)
-
-    def left_columns(volume_zyx, spacing):
-        mask = np.zeros(volume_zyx.shape, np.uint8)
-        mask[:, :, :10] = 1
-        return mask
+    study = F.write_three_lesion_study(tmp_path / "study")
+    left_columns = F.left_columns_brain
 
     plain = segment(study, scored_snapshot, out=tmp_path / "plain", deploy=deploy)
     result = segment(study, scored_snapshot, out=tmp_path / "out", deploy=deploy, brain=True, extractor=left_columns)

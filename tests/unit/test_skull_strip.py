@@ -209,15 +209,8 @@ def test_segment_strips_the_study_when_the_run_was_trained_stripped(tmp_path, sc
     brain is columns 0-9 (0.75 mm): grown by 3 mm it ends at column 13, so lesion B
     (column 15) is blanked from the input, not filtered after."""
     monkeypatch.setattr(brain, "MIN_BRAIN_ML", 0.001)
-    study = tmp_path / "study"
-    stored = np.full((F.SLICES, F.ROWS, F.COLS), 100, np.uint16)
-    stored[1, 3:7, 4:9] = stored[3, 12:14, 2:4] = stored[3, 10:11, 15:16] = 1000
-    F.write_dicom_series(study / "flair", stored=stored)
-
-    def left_columns(volume_zyx, spacing):
-        mask = np.zeros(volume_zyx.shape, np.uint8)
-        mask[:, :, :10] = 1
-        return mask
+    study = F.write_three_lesion_study(tmp_path / "study")
+    left_columns = F.left_columns_brain
 
     results = scored_snapshot.parent / "score" / "results.json"
     results.write_text(json.dumps({"threshold": 0.5, "input": {"skull_strip": True}}))
