@@ -71,10 +71,6 @@ class Variant:
     label: str
     solver: Optional[Path] = None
 
-    @property
-    def large(self) -> bool:
-        return self.solver is not None
-
 
 LARGE_TILE = 100   # §6: "larger tiles"; the paper gives no size, 100x100 is twice its 50 a side
 VARIANTS: Dict[str, Variant] = {
