@@ -21,7 +21,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def brainmask_cohort(cohort_dir: PathLike, extractor: Extractor, extractor_name:
     scores = _dice_against_truth(cohort_dir, masks)
     write_brain_masks(cohort_dir, masks, extractor_name)
     summary = BrainSummary(store, extractor_name, sorted(masks), skipped, seconds, scores)
-    _write_description(Path(cohort_dir) / DESCRIPTION, summary)
+    _write_description(Path(cohort_dir) / DESCRIPTION, summary, keep=patients is not None)
     return summary
 
 
@@ -96,11 +96,26 @@ def _dice_against_truth(cohort_dir: PathLike, masks: Dict[str, np.ndarray]) -> D
             for truth in iter_truth(cohort_dir, sorted(masks)) if truth.regions_shw is not None}
 
 
-def _write_description(path: Path, summary: BrainSummary) -> None:
-    record = {"extractor": summary.extractor, "patients": summary.masked, "skipped": summary.skipped,
-              "seconds_per_volume": round(summary.seconds_per_volume, 2),
-              "dice_true_brain": {p: round(v, 4) for p, v in summary.dice.items()},
-              "true_brain": "the phantom's region maps: brain (parenchyma) and csf (ventricles, subarachnoid)"}
+def _write_description(path: Path, summary: BrainSummary, keep: bool = False) -> None:
+    """brain.json; with `keep` (some patients only), the earlier record's other
+    patients stay listed when the same extractor made them (their masks stay in
+    the store: `write_brain_masks` replaces only the ones given)."""
+    dice_true = {p: round(v, 4) for p, v in summary.dice.items()}
+    record: Dict[str, Any] = {
+        "extractor": summary.extractor, "patients": summary.masked, "skipped": summary.skipped,
+        "seconds_per_volume": round(summary.seconds_per_volume, 2), "dice_true_brain": dice_true,
+        "true_brain": "the phantom's region maps: brain (parenchyma) and csf (ventricles, subarachnoid)"}
+    try:
+        earlier = json.loads(path.read_text()) if keep else {}
+    except (OSError, ValueError):
+        earlier = {}
+    if earlier.get("extractor") == summary.extractor:
+        redone = set(summary.masked) | set(summary.skipped)
+        record["patients"] = sorted(set(earlier.get("patients", [])) - redone | set(summary.masked))
+        record["skipped"] = {**{p: w for p, w in earlier.get("skipped", {}).items() if p not in redone},
+                             **summary.skipped}
+        record["dice_true_brain"] = {**{p: v for p, v in earlier.get("dice_true_brain", {}).items()
+                                        if p not in redone}, **dice_true}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
 

@@ -56,6 +56,18 @@ def test_masks_go_into_the_store_and_brain_json_records_them(store):
     assert "P003 skipped: a single 2D slice" in str(summary)
 
 
+def test_masks_added_for_some_patients_keep_the_others_listed(store):
+    """claims makes the test patients' masks first and the rest later: brain.json
+    must list every patient whose mask is in the store, not only the last batch."""
+    brainmask_cohort(store, bright, "fake 1.0", patients=["P001"])
+    brainmask_cohort(store, bright, "fake 1.0", force=True, patients=["P002"])
+    record = json.loads((store / "brain.json").read_text())
+    assert record["patients"] == ["P001", "P002"] and set(record["dice_true_brain"]) == {"P001", "P002"}
+    assert load_brain(store, "P001") is not None
+    brainmask_cohort(store, bright, "other 2.0", force=True, patients=["P002"])   # another extractor: not merged
+    assert json.loads((store / "brain.json").read_text())["patients"] == ["P002"]
+
+
 def test_masks_are_not_replaced_without_force(store):
     brainmask_cohort(store, bright, "fake")
     with pytest.raises(InputError, match="already holds brain masks"):
