@@ -417,7 +417,8 @@ def _run_reproduce(args: argparse.Namespace) -> None:
 def _add_claims(sub: "SubParsers") -> None:
     p = _parser(sub, "claims", "each checkable finding of the paper as an experiment with a verdict: five "
                                "trainings (lesion-free tiles bright / none / uniform; 100x100 tiles with the "
-                               "Euclidean and a soft Dice loss), scores, a claims table")
+                               "Euclidean and a soft Dice loss; a sixth on skull-stripped tiles with "
+                               "--skull-strip-training), scores, a claims table")
     _experiment_options(p, "quick", "the schedule, and without --cohort the phantom cohort and the reproduction "
                                     "run reused as the paper-protocol training (quick: about an hour on 2 CPU cores)",
                         "an imported cohort folder instead of the preset's phantom (claims that need the phantom's "
@@ -427,6 +428,9 @@ def _add_claims(sub: "SubParsers") -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="trainings side by side, each in its own process with cores/JOBS threads (default: one "
                         "per 8 CPU cores, at least one; one on a GPU)")
+    p.add_argument("--skull-strip-training", action="store_true",
+                   help="also C9: brain masks of every patient (HD-BET, the brain extra) and one more training, "
+                        "on tiles cut from the skull-stripped scans (about 20 min more on 2 CPU cores, quick)")
     _force(p, "OUT/claims.json (the trainings under OUT/runs are kept and resumed)")
 
 
@@ -449,7 +453,7 @@ def _run_claims(args: argparse.Namespace) -> None:
     cohort = args.cohort or ensure_cohort(preset.phantom, args.data)
     main_run = None
     if args.cohort is None:
-        if jobs > 1:   # the reproduction's training beside the other two
+        if jobs > 1:   # the reproduction's training beside the others (the stripped one follows: it needs masks)
             plan = plan_claims(cohort, out, schedule, main_run=preset.run_dir, large_tile_batch=preset.large_tile_batch)
             prepare_runs(plan, args.force)
             train_side_by_side(list(plan.runs.values()), jobs, engine=args.engine, device=args.device)
@@ -458,7 +462,8 @@ def _run_claims(args: argparse.Namespace) -> None:
                            data_dir=args.data)
         main_run = Path(record["run"])
     done = run_claims(cohort, out, schedule, main_run=main_run, engine=args.engine, device=args.device,
-                      force=args.force, jobs=jobs, large_tile_batch=preset.large_tile_batch)
+                      force=args.force, jobs=jobs, large_tile_batch=preset.large_tile_batch,
+                      skull_strip_training=args.skull_strip_training)
     for claim in done["claims"]:
         print(f"{claim['id']} ({claim['section']}): {claim['verdict']}: {claim['reason']}")
     print(f"claims table: {done['out']}/claims.md, {done['out']}/claims.html")

@@ -80,12 +80,14 @@ def forward_slices(forward: Forward, images_nhw: np.ndarray) -> np.ndarray:
     return outputs
 
 
-def forward_lesion_slices(scan: Scan, forward: Forward) -> Iterator[LesionSlice]:
+def forward_lesion_slices(scan: Scan, forward: Forward,
+                          image_shw: Optional[np.ndarray] = None) -> Iterator[LesionSlice]:
     """The network's output on each slice of `scan` that contains a plaque.
 
     Input: `normalise_intensity` of the whole volume, sliced, i.e. exactly
-    what the training tiles were cut from."""
-    return _lesion_slices(scan, lambda s, image_hw: apply_network(forward, image_hw))
+    what the training tiles were cut from; `image_shw`: the net's input when
+    it is another (`cohort.scan_input`, e.g. skull-stripped)."""
+    return _lesion_slices(scan, lambda s, image_hw: apply_network(forward, image_hw), image_shw)
 
 
 def lesion_slices_of_volume(scan: Scan, output_shw: np.ndarray,

@@ -27,7 +27,9 @@ results.json), gathers:
   scores again with every detection outside the patient's brain mask, grown
   by brain.GROW_MM, dropped (`plaquenet brainmask --cohort`'s masks), and with
   the phantom's true brain in its place when the cohort has region maps (what
-  a perfect extractor would do), at the same threshold.
+  a perfect extractor would do), at the same threshold;
+* with `skull_strip`, all of it for a net trained on skull-stripped tiles
+  (`tiles --skull-strip`), fed the same stripped input (`cohort.scan_input`).
 
 Torch-free, one patient in memory at a time, like `score`.
 """
@@ -41,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..brain import GROW_MM, grow, true_brain
-from ..cohort import iter_scans, iter_truth, load_brain, region_legend
+from ..cohort import iter_scans, iter_truth, load_brain, region_legend, scan_input
 from ..engines import Forward
 from ..progress import progress
 from ..typing import PathLike
@@ -133,9 +135,11 @@ class Observations:
 
 
 def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], threshold: float,
-            raw_threshold: float, brain: bool = False) -> Observations:
+            raw_threshold: float, brain: bool = False, skull_strip: bool = False) -> Observations:
     """One pass over the slices with plaques of `patients` (the test split);
-    `brain`: also score inside each patient's grown brain mask."""
+    `brain`: also score inside each patient's grown brain mask; `skull_strip`:
+    feed the net the skull-stripped input its tiles were cut from
+    (`cohort.scan_input`; the raw-intensity baseline then thresholds it too)."""
     legend = region_legend(cohort_dir)
     n_regions = (max(legend) + 1) if legend else 0
     hist = {"network": SweepHistogram(), "raw": SweepHistogram()}
@@ -167,7 +171,7 @@ def observe(forward: Forward, cohort_dir: PathLike, patients: Sequence[str], thr
             have_true_brain = have_true_brain and truth.regions_shw is not None
             if legend and truth.regions_shw is not None:
                 kept["true_brain"] = grow(true_brain(truth.regions_shw, legend), scan.voxel_mm)
-        for s in forward_lesion_slices(scan, forward):
+        for s in forward_lesion_slices(scan, forward, scan_input(cohort_dir, scan, skull_strip)):
             scans += 1
             marked = s.output_hw >= threshold
             marked_shw[s.index] = marked

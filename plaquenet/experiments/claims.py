@@ -16,6 +16,12 @@ their own solvers, which differ in the loss alone:
     large_euclidean   the paper's net and SGD, Euclidean loss (solver_100.prototxt)
     large_dice        a soft Dice loss (solver_100_dice.prototxt)
 
+and, opt-in (`skull_strip_training`; the C9 experiment, §6 on the input):
+
+    stripped          the paper's tiles, cut from the scans with everything
+                      beyond the grown brain mask blanked (`tiles --skull-strip`;
+                      every patient's mask made first with HD-BET)
+
 A preset may give the large-tile runs a smaller batch (`large_tile_batch`:
 the quick one, 25 tiles of 100x100, the pixels of the paper's 100 of 50x50),
 said in the table as a deviation.
@@ -51,7 +57,7 @@ from .. import __version__, paths
 from ..atomic import atomic_path, refuse_existing
 from .. import brain as brain_extraction
 from ..brainmask import brainmask_cohort
-from ..cohort import brain_masks_present, cohort_file, cohort_name, read_split
+from ..cohort import brain_masks_present, cohort_file, cohort_name, patient_ids, read_split
 from ..engines.snapshots import find_deploy, latest_snapshot
 from ..evaluate.curves import read_training_loss
 from ..evaluate.observe import observe
@@ -80,7 +86,9 @@ VARIANTS: Dict[str, Variant] = {
     "large_euclidean": Variant(TileSpec(tile=LARGE_TILE), "100x100 tiles, Euclidean loss (paper's)",
                                paths.LARGE_TILE_SOLVER),
     "large_dice": Variant(TileSpec(tile=LARGE_TILE), "100x100 tiles, soft Dice loss", paths.LARGE_TILE_DICE_SOLVER),
+    "stripped": Variant(TileSpec(skull_strip=True), "1/3 lesion-free, bright preferred, skull-stripped input"),
 }
+OPT_IN = ("stripped",)   # run only when asked (C9: a brain mask of every patient and one more training)
 C3_VARIANTS = ("bright", "none", "uniform")
 LABELS = {name: v.label for name, v in VARIANTS.items()}
 SYNTHETIC_CAVEAT = ("A synthetic cohort can support or contradict the paper's mechanisms (where false alarms "
@@ -118,19 +126,21 @@ class ClaimsPlan:
 
 
 def plan_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule,
-                main_run: Optional[PathLike] = None, large_tile_batch: Optional[int] = None) -> ClaimsPlan:
+                main_run: Optional[PathLike] = None, large_tile_batch: Optional[int] = None,
+                skull_strip_training: bool = False) -> ClaimsPlan:
     """The run folders: the `bright` one is `main_run` when given (the
-    reproduction's), else OUT/runs/bright; the others OUT/runs/<variant>.
+    reproduction's), else OUT/runs/bright; the others OUT/runs/<variant>
+    (the OPT_IN ones with `skull_strip_training` only).
     The large-tile runs train as long as `schedule` (its max_iter and
     snapshot), on their own solvers, with `large_tile_batch` tiles a batch
     (None: their nets' own, the paper's 100)."""
     out = Path(out)
-    runs = {name: out / "runs" / name for name in VARIANTS}
+    runs = {name: out / "runs" / name for name in VARIANTS if skull_strip_training or name not in OPT_IN}
     if main_run is not None:
         runs["bright"] = Path(main_run)
     max_iter = schedule.max_iter or schedule.read().max_iter
     schedules = {name: Schedule(v.solver, max_iter, schedule.snapshot, large_tile_batch)
-                 for name, v in VARIANTS.items() if v.solver is not None}
+                 for name, v in VARIANTS.items() if v.solver is not None and name in runs}
     left = {}
     for name, run in runs.items():
         at = iterations_left(run)[0] if (run / "solver.prototxt").is_file() else 0
@@ -142,8 +152,9 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
                engine: str = "torch", device: str = "cpu", force: bool = False,
                seconds_per_iteration: Optional[float] = None, jobs: int = 1,
                large_tile_batch: Optional[int] = None, extractor: Optional[brain_extraction.Extractor] = None,
-               say: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Train (or resume) the five runs, score them, measure, judge, write OUT.
+               skull_strip_training: bool = False, say: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Train (or resume) the five runs (six with `skull_strip_training`), score
+    them, measure, judge, write OUT.
 
     OUT is written atomically except OUT/runs and OUT/observations, which
     persist between calls (they are what a rerun reuses); an OUT with a
@@ -151,12 +162,13 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
     `seconds_per_iteration`: for the estimate printed first (default: from
     the runs' train.log when one has trained). `jobs`: trainings at a time
     (`runner.train_side_by_side`). `large_tile_batch`: as for `plan_claims`.
-    `extractor`: makes the test patients' brain masks that the cohort lacks
-    (C8; default HD-BET when the brain extra is installed, else C8 is not
+    `extractor`: makes the brain masks that the cohort lacks, the test
+    patients' (C8) and with `skull_strip_training` everyone's (C9) (default
+    HD-BET when the brain extra is installed, else those claims are not
     measurable here)."""
     out = Path(out)
     refuse_existing(out / "claims.json", force)
-    plan = plan_claims(cohort_dir, out, schedule, main_run, large_tile_batch)
+    plan = plan_claims(cohort_dir, out, schedule, main_run, large_tile_batch, skull_strip_training)
     seconds_per_iteration = seconds_per_iteration or measured_seconds_per_iteration(list(plan.runs.values()))
     if not any(plan.iterations_left.values()):
         say(str(plan))
@@ -164,6 +176,11 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
         say(str(plan) + (_eta(plan, seconds_per_iteration) if seconds_per_iteration
                          else "; the estimate follows the first iterations of each training"))
 
+    no_strip = None
+    if "stripped" in plan.runs:   # its tiles are cut from the stripped scans: every patient's mask first
+        no_strip = ensure_brain_masks(cohort_dir, patient_ids(cohort_dir), extractor, say)
+        if no_strip:
+            del plan.runs["stripped"]
     prepare_runs(plan, force)
     train_side_by_side(list(plan.runs.values()), jobs, engine=engine, device=device, say=say)
     no_brain = ensure_brain_masks(cohort_dir, read_split(cohort_dir)["test"], extractor, say)
@@ -174,9 +191,10 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
         results[name] = score_run(run, cohort_dir, engine=engine, device=device, all_snapshots=name == "bright",
                                   whole_volume=name == "bright", training=plan.schedule_of(name).training_note())
         observations[name] = _observations(out / "observations" / f"{name}.json", run, cohort_dir, results[name],
-                                           engine, device, brain=name == "bright" and no_brain is None)
+                                           engine, device, brain=name == "bright" and no_brain is None,
+                                           skull_strip=VARIANTS[name].tiles.skull_strip)
 
-    claims = judge(results, observations, plan, read_training_loss(plan.runs["bright"]), no_brain)
+    claims = judge(results, observations, plan, read_training_loss(plan.runs["bright"]), no_brain, no_strip)
     about = {
         "cohort": cohort_name(cohort_dir), "cohort_dir": str(cohort_dir),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -228,9 +246,10 @@ def ensure_brain_masks(cohort_dir: PathLike, patients: Sequence[str],
 
 
 def judge(results: Dict[str, Dict[str, Any]], observations: Dict[str, Optional[Dict[str, Any]]], plan: ClaimsPlan,
-          loss: Any, no_brain: Optional[str] = None) -> List[Dict[str, Any]]:
+          loss: Any, no_brain: Optional[str] = None, no_strip: Optional[str] = None) -> List[Dict[str, Any]]:
     """Every claim's verdict from the measured numbers (`verdicts`);
-    `no_brain`: why the test patients have no brain masks (C8)."""
+    `no_brain`: why the test patients have no brain masks (C8); `no_strip`:
+    why the skull-stripped training could not run (C9)."""
     main, main_obs = results["bright"], observations["bright"]
     assert main_obs is not None
     paper_max_iter = Schedule().read().max_iter
@@ -246,6 +265,8 @@ def judge(results: Dict[str, Dict[str, Any]], observations: Dict[str, Optional[D
         verdicts.c7_larger_tiles({k: (results.get(k), observations.get(k)) for k in ("large_euclidean", "large_dice")},
                                  plan.schedule_of("large_euclidean").deviations()),
         verdicts.c8_brain_extraction(main_obs, no_brain),
+        verdicts.c9_skull_stripped_training(main_obs, observations.get("stripped"),
+                                            f"not run: {no_strip}" if no_strip else None),
     ]
     return [_json_safe(dataclasses.asdict(c)) for c in found]
 
@@ -280,15 +301,15 @@ OBSERVATIONS_VERSION = 3   # what `observe` measures; a cache of another version
 
 
 def _observations(path: Path, run: Path, cohort_dir: PathLike, results: Dict[str, Any], engine: str,
-                  device: str, brain: bool = False) -> Dict[str, Any]:
+                  device: str, brain: bool = False, skull_strip: bool = False) -> Dict[str, Any]:
     """`evaluate.observe` of the run's latest snapshot at its scored thresholds,
     cached in `path` (made again for another snapshot, threshold or cohort, or,
-    with `brain`, after the store's brain masks changed)."""
+    with `brain` or `skull_strip`, after the store's brain masks changed)."""
     snapshot = latest_snapshot(run)
     key = {"measures": OBSERVATIONS_VERSION, "snapshot": str(snapshot.resolve()), "size": snapshot.stat().st_size,
            "mtime_ns": snapshot.stat().st_mtime_ns, "threshold": results["threshold"],
            "raw_threshold": results["baseline"]["raw_intensity"]["threshold"], "cohort_dir": str(cohort_dir),
-           "brain": cohort_file(cohort_dir).stat().st_mtime_ns if brain else None}
+           "brain": cohort_file(cohort_dir).stat().st_mtime_ns if brain or skull_strip else None}
     try:
         cached = json.loads(path.read_text())
         if cached.get("key") == key:
@@ -297,7 +318,7 @@ def _observations(path: Path, run: Path, cohort_dir: PathLike, results: Dict[str
         pass
     forward = load_forward(engine, find_deploy(snapshot, None), snapshot, device)
     found = observe(forward, cohort_dir, read_split(cohort_dir)["test"], key["threshold"], key["raw_threshold"],
-                    brain=brain)
+                    brain=brain, skull_strip=skull_strip)
     record = _json_safe(found.as_dict())
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -348,4 +369,4 @@ def _replace(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-__all__ = ["VARIANTS", "C3_VARIANTS", "Variant", "ClaimsPlan", "plan_claims", "prepare_runs", "default_jobs", "run_claims", "judge"]
+__all__ = ["VARIANTS", "OPT_IN", "C3_VARIANTS", "Variant", "ClaimsPlan", "plan_claims", "prepare_runs", "default_jobs", "run_claims", "judge"]

@@ -1,5 +1,6 @@
-"""`plaquenet claims` on a tiny phantom cohort with its truth (issue #17): three
-real trainings of a few iterations, the verdicts, and what a rerun reuses.
+"""`plaquenet claims` on a tiny phantom cohort with its truth (issue #17): six
+real trainings of a few iterations (the skull-stripped one of C9 included), the
+verdicts, and what a rerun reuses.
 
 The nets are barely trained, so the verdicts themselves mean nothing here;
 what is checked is that each follows from the numbers written beside it, and
@@ -42,9 +43,10 @@ def truth_cohort(tmp_path, monkeypatch):
 
 def test_claims_on_a_tiny_phantom(truth_cohort):
     schedule = Schedule(max_iter=3, snapshot=1)   # three snapshots: the least C4 can judge
-    done = run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4, extractor=not_air)
+    done = run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4, extractor=not_air,
+                      skull_strip_training=True)
     claims = {c["id"]: c for c in done["claims"]}
-    assert list(claims) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
+    assert list(claims) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
     assert all(c["verdict"] in VERDICTS and c["reason"] for c in claims.values())
 
     # Each verdict follows from the numbers written beside it.
@@ -78,6 +80,20 @@ def test_claims_on_a_tiny_phantom(truth_cohort):
     assert "true_brain" in n and set(brain_masks_present(truth_cohort)) >= set(read_split(truth_cohort)["test"])
     if n["fp_pixels"]:
         assert (claims["C8"]["verdict"] == verdicts.HOLDS) == (n["extractor"]["fp_removed_share"] >= verdicts.MOST)
+    # C9: every patient got a mask first, the stripped net trained on stripped tiles and was fed stripped scans
+    n = claims["C9"]["numbers"]
+    assert set(brain_masks_present(truth_cohort)) == set(read_split(truth_cohort)["train"] + read_split(truth_cohort)["test"])
+    assert json.loads(Path("data/it/tiles-50px-neg0.333-pref4-seed0-skullstrip/tiles.json").read_text())[
+        "parameters"]["skull_strip"] is True
+    stripped = json.loads(Path("runs/claims/runs/stripped/score/results.json").read_text())
+    observed = json.loads(Path("runs/claims/observations/stripped.json").read_text())["observations"]
+    assert stripped["input"]["skull_strip"] is True
+    assert {k: observed["pixel"]["polygons"][k] for k in ("tp", "fp", "fn")} == {
+        k: stripped["test"]["pixel"][k] for k in ("tp", "fp", "fn")}   # observe fed it what score fed it
+    assert n["fp_pixels"] == {"paper_protocol": bright["pixel"]["polygons"]["fp"], "skull_stripped": observed["pixel"][
+        "polygons"]["fp"]}
+    if n["fp_pixels"]["paper_protocol"]:
+        assert (claims["C9"]["verdict"] == verdicts.HOLDS) == (n["fp_removed_share"] >= verdicts.MOST)
 
     # The measurements agree with score's counts of the same net on the same test scans.
     results = json.loads(Path("runs/claims/runs/bright/score/results.json").read_text())
@@ -95,12 +111,14 @@ def test_claims_on_a_tiny_phantom(truth_cohort):
 
     # A rerun reuses the trainings, the scores and the observations; without --force it refuses.
     with pytest.raises(InputError, match="already exists"):
-        run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4, extractor=not_air)
+        run_claims(truth_cohort, Path("runs/claims"), schedule, large_tile_batch=4, extractor=not_air,
+                   skull_strip_training=True)
     kept = {p: p.stat().st_mtime_ns for p in Path("runs/claims").glob("runs/*/plaquenet_iter_3.caffemodel")}
     kept.update({p: p.stat().st_mtime_ns for p in Path("runs/claims/observations").iterdir()})
     kept.update({p: p.stat().st_mtime_ns for p in Path("runs/claims").glob("runs/*/score/results.json")})
-    assert len(kept) == 15   # five runs: snapshot, observations, results
-    again = run_claims(truth_cohort, Path("runs/claims"), schedule, force=True, large_tile_batch=4, extractor=not_air)
+    assert len(kept) == 18   # six runs: snapshot, observations, results
+    again = run_claims(truth_cohort, Path("runs/claims"), schedule, force=True, large_tile_batch=4, extractor=not_air,
+                       skull_strip_training=True)
     assert [c["verdict"] for c in again["claims"]] == [c["verdict"] for c in done["claims"]]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from plaquenet.experiments.claims import VARIANTS, _eta, plan_claims
+from plaquenet.experiments.claims import OPT_IN, VARIANTS, _eta, plan_claims
 from plaquenet.experiments.runner import Schedule
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,9 +19,17 @@ def in_repo(monkeypatch):
 
 def test_the_plan_says_what_is_left_per_run(in_repo, tmp_path):
     plan = plan_claims(tmp_path / "cohort", tmp_path / "out", Schedule(max_iter=300, snapshot=100))
-    assert set(plan.runs) == set(VARIANTS)
+    assert set(plan.runs) == set(VARIANTS) - set(OPT_IN)
     assert str(plan) == ("claims: bright 300 iterations, none 300 iterations, uniform 300 iterations, "
                          "large_euclidean 300 iterations, large_dice 300 iterations of training left (1500 in all)")
+
+
+def test_the_skull_stripped_training_is_planned_only_when_asked(in_repo, tmp_path):
+    plan = plan_claims(tmp_path / "cohort", tmp_path / "out", Schedule(max_iter=300, snapshot=100),
+                       skull_strip_training=True)
+    assert set(plan.runs) == set(VARIANTS) and plan.runs["stripped"] == tmp_path / "out" / "runs" / "stripped"
+    assert VARIANTS["stripped"].tiles.skull_strip and plan.schedule_of("stripped") == plan.schedule
+    assert plan.cost("stripped") == 1.0 and plan.iterations_left["stripped"] == 300
 
 
 @pytest.mark.parametrize("large_tile_batch, cost", [(25, 1.0), (None, 4.0)])

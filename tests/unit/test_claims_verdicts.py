@@ -7,7 +7,8 @@ import pytest
 
 from plaquenet.experiments.verdicts import (ALL_ZERO_SHARE, FAILS, HOLDS, MARGIN, MOST, UNMEASURABLE, c1_threshold_source, c2_raw_intensity,
                                             c3_bright_negatives, c4_overtraining, c5_false_alarm_regions,
-                                            c6_lesion_vs_pixel, c7_larger_tiles, c8_brain_extraction)
+                                            c6_lesion_vs_pixel, c7_larger_tiles, c8_brain_extraction,
+                                            c9_skull_stripped_training)
 
 
 def results(f_scan=0.5, f_tiles=0.3, f_raw=0.1):
@@ -181,3 +182,29 @@ def test_c8_most_false_alarms_must_fall_outside_the_brain(fp_extractor, verdict)
 def test_c8_without_masks_or_false_alarms_is_not_measurable(observations, unavailable, why):
     claim = c8_brain_extraction(observations, unavailable)
     assert claim.verdict == UNMEASURABLE and why in claim.reason
+
+
+def stripped_pair(fp_paper, fp_stripped):
+    """The paper-protocol and the skull-stripped net's observations: all false positives on the calvaria."""
+    def obs(fp):
+        return {"pixel": {"polygons": {"tp": 50, "fp": fp, "fn": 50, "f1": 100 / (100 + fp + 50)}},
+                **regions({"calvaria": fp, "brain": 0})}
+    return obs(fp_paper), obs(fp_stripped)
+
+
+@pytest.mark.parametrize("fp_stripped, verdict", [(100, HOLDS), (500, HOLDS), (501, FAILS), (1200, FAILS)])
+def test_c9_the_stripped_net_must_make_half_the_false_alarms(fp_stripped, verdict):
+    claim = c9_skull_stripped_training(*stripped_pair(1000, fp_stripped))
+    assert claim.verdict == verdict, claim.reason
+    assert claim.numbers["fp_removed_share"] == (1000 - fp_stripped) / 1000
+    assert claim.numbers["fp_pixels_outside_brain"] == {"paper_protocol": 1000, "skull_stripped": fp_stripped}
+
+
+def test_c9_not_run_says_how_to_run_it_or_why_not():
+    paper, _ = stripped_pair(1000, 0)
+    opt_in = c9_skull_stripped_training(paper, None)
+    assert opt_in.verdict == UNMEASURABLE and "--skull-strip-training" in opt_in.reason
+    missing = c9_skull_stripped_training(paper, None, "not run: brain extraction is not installed")
+    assert missing.verdict == UNMEASURABLE and "not installed" in missing.reason
+    nothing = c9_skull_stripped_training(*stripped_pair(0, 0))
+    assert nothing.verdict == UNMEASURABLE and "no false-positive pixel" in nothing.reason
