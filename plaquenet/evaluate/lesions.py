@@ -17,13 +17,15 @@ Rules
              * components with 6-connectivity (ITK's default, not fully
                connected); those of at most `min_volume_mm3` = 3 mm^3 are
                dropped (a component is kept when its voxel count exceeds
-               floor(3 mm^3 / voxel volume)) and their voxels count as background;
+               floor(3 mm^3 / voxel volume), the ratio compared with a relative
+               tolerance, `min_component_voxels`) and their voxels count as background;
              * O[i, j]: voxels in reference lesion i and automatic component j,
                row/column 0 being the background of either mask;
              * reference lesion i is *detected* when
                (alpha) more than 10 % of its voxels lie in automatic components, and
                (beta, gamma) taking the automatic components that overlap it in
-               decreasing order of overlap until they hold >= 65 % (gamma) of that
+               decreasing order of overlap (ties: the larger component first, then
+               label order) until they hold >= 65 % (gamma) of that
                overlap, none of them lies more than 70 % (beta) on reference
                background (outside every reference lesion);
              * an automatic component is a *true detection* by the same test with
@@ -112,13 +114,25 @@ def lesion_components(mask_shw: np.ndarray, voxel_mm: Sequence[float], connectiv
     1..n in scan order; number of components n)."""
     labels, n = ndimage.label(np.asarray(mask_shw) != 0, structure=connectivity_structure(connectivity))
     if min_volume_mm3 > 0 and n:
-        min_voxels = math.floor(min_volume_mm3 / float(np.prod(voxel_mm)))  # Anima: kept when > this
+        min_voxels = min_component_voxels(min_volume_mm3, voxel_mm)  # Anima: kept when > this
         keep = np.bincount(labels.ravel(), minlength=n + 1) > min_voxels
         keep[0] = False
         relabel = np.zeros(n + 1, np.int32)
         relabel[keep] = np.arange(1, int(keep.sum()) + 1)
         labels, n = relabel[labels], int(keep.sum())
     return labels.astype(np.int32, copy=False), n
+
+
+RATIO_TOLERANCE = 1e-9  # relative: a volume ratio this close above an integer's float is that integer
+
+
+def min_component_voxels(min_volume_mm3: float, voxel_mm: Sequence[float]) -> int:
+    """floor(min_volume_mm3 / voxel volume), the ratio taken as the integer it is
+    when float rounding put it just below (3 mm^3 / (3 x 0.2 x 1 mm) is
+    4.999999999999999 in floats, 5 in fact): a component of exactly 3 mm^3 is
+    dropped ("at most 3 mm^3") whatever order the spacings multiply in."""
+    ratio = min_volume_mm3 / float(np.prod(voxel_mm))
+    return math.floor(ratio * (1 + RATIO_TOLERANCE))
 
 
 def overlap_table(reference_labels: np.ndarray, automatic_labels: np.ndarray, n_reference: int,
@@ -133,6 +147,7 @@ def msseg_detected(table: np.ndarray, alpha: float = ALPHA, beta: float = BETA, 
     """Which rows (lesions 1..R of table's row side) are detected by the column
     side under the MSSEG-2016 rule (module docstring). Returns bool (R,)."""
     column_size = table.sum(axis=0)
+    labels = np.arange(table.shape[1] - 1)
     detected = np.zeros(table.shape[0] - 1, bool)
     for i in range(1, table.shape[0]):
         overlap = table[i, 1:]
@@ -140,7 +155,9 @@ def msseg_detected(table: np.ndarray, alpha: float = ALPHA, beta: float = BETA, 
         if covered == 0 or covered / int(table[i].sum()) <= alpha:
             continue
         weight, ok = 0.0, True
-        for j in np.argsort(-overlap, kind="stable"):  # largest overlap first, ties in label order
+        # largest overlap first; ties: the larger component first (Anima's labels are
+        # sorted by size), then label order, so that no outcome depends on position
+        for j in np.lexsort((labels, -column_size[1:], -overlap)):
             if weight >= gamma or overlap[j] == 0:
                 break
             if table[0, j + 1] / column_size[j + 1] > beta:  # mostly outside every lesion

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from plaquenet.evaluate.lesions import (LesionCounts, all_rules, lesion_components, lesion_detection,
-                                        lesion_metrics, lesion_summary)
+                                        lesion_metrics, lesion_summary, min_component_voxels, msseg_detected)
 
 MM = (1.0, 1.0, 1.0)  # 1 mm^3 voxels: components of at most 3 voxels are dropped under MSSEG
 
@@ -88,6 +88,34 @@ def test_minimum_volume_uses_the_voxel_size():
     truth[0, 5, 0:5] = True  # 3.75 mm^3: kept
     _, n = lesion_components(truth, (3.0, 0.5, 0.5), connectivity=6, min_volume_mm3=3.0)
     assert n == 1
+
+
+def test_a_3_mm3_component_is_dropped_where_float_rounding_says_2_99():
+    """3 mm^3 / (3.0 x 0.2 x 1.0 mm) is 4.999999999999999 in floats: plain floor
+    would keep a component of 5 voxels, exactly 3 mm^3."""
+    assert 3.0 / float(np.prod((3.0, 0.2, 1.0))) < 5 and min_component_voxels(3.0, (3.0, 0.2, 1.0)) == 5
+    assert min_component_voxels(3.0, (3.0, 0.5, 0.5)) == 4 and min_component_voxels(3.0, (1.0, 1.0, 0.7)) == 4
+    truth = np.zeros((1, 10, 10), bool)
+    truth[0, 0, 0:5] = True  # 5 voxels of 0.6 mm^3 = 3 mm^3: dropped
+    truth[0, 5, 0:6] = True  # 3.6 mm^3: kept
+    _, n = lesion_components(truth, (3.0, 0.2, 1.0), connectivity=6, min_volume_mm3=3.0)
+    assert n == 1
+
+
+@pytest.mark.parametrize("bad_label", [2, 3])
+def test_equal_overlaps_are_taken_larger_component_first_wherever_it_lies(bad_label):
+    """Lesion 1 overlaps component A (60 voxels) and two more by 20 each; after A
+    (60 %) one of the two reaches gamma (65 %) and the other is never looked at.
+    The larger of the two lies 80 % outside every lesion: Anima takes it first
+    (its labels are sorted by size), so the lesion is missed whatever its label."""
+    good_label = 5 - bad_label
+    table = np.zeros((2, 4), np.int64)
+    table[1, 1:] = 60, 20, 20
+    table[0, bad_label] = 80  # the larger (100 voxels), 80 % > beta on background
+    assert not msseg_detected(table)[0]
+    table[0, bad_label] = 0   # both small and inside: detected
+    table[0, good_label] = 0
+    assert msseg_detected(table)[0]
 
 
 def test_empty_cases():
