@@ -239,7 +239,7 @@ def ensure_brain_masks(cohort_dir: PathLike, patients: Sequence[str],
         if not brain_extraction.version():
             return f"brain extraction is not installed ({brain_extraction.EXTRA})"
         extractor, name = brain_extraction.hd_bet(), f"{brain_extraction.version()} (fast)"
-    say(f"claims: brain masks of the test patients {', '.join(missing)} ({name}) into {cohort_file(cohort_dir)}")
+    say(f"claims: brain masks of {', '.join(missing)} ({name}) into {cohort_file(cohort_dir)}")
     summary = brainmask_cohort(cohort_dir, extractor, name, force=True, patients=missing)
     say(f"claims: {summary}")
     return None
