@@ -297,7 +297,9 @@ def _eta(plan: ClaimsPlan, seconds_per_iteration: float) -> str:
             "plus scoring")
 
 
-OBSERVATIONS_VERSION = 3   # what `observe` measures; a cache of another version is made again (2: C7, 3: C8)
+# what `observe` measures; a cache of another version is made again (2: C7, 3: C8,
+# 4: lesion rules break equal overlaps by size, the minimum volume with a tolerance)
+OBSERVATIONS_VERSION = 4
 
 
 def _observations(path: Path, run: Path, cohort_dir: PathLike, results: Dict[str, Any], engine: str,
