@@ -347,7 +347,9 @@ def c9_skull_stripped_training(paper_protocol: Optional[Dict[str, Any]], strippe
     stripped test scans, against the paper-protocol net, each at its own
     training-scan threshold. Observations of both (None: not run);
     `unavailable`: why the stripped training was not run. Holds when its
-    false-positive pixels are at most half the paper-protocol net's (MOST)."""
+    false-positive pixels are at most half the paper-protocol net's (MOST);
+    not measurable while either net's output is still all-zero on
+    ALL_ZERO_SHARE of the test scans (C7's test: it has not learned yet)."""
     paper = ("\"The ultimate solution is therefore to use some automatic or semi-automatic tools to remove the "
              "irrelevant parts of the input MR scans\"")
     experiment = ("a second training on the same schedule, its tiles cut from the scans with everything further than "
@@ -368,6 +370,18 @@ def c9_skull_stripped_training(paper_protocol: Optional[Dict[str, Any]], strippe
         numbers["fp_pixels_outside_brain"] = {"paper_protocol": region_total(paper_protocol["regions"], OUTSIDE_BRAIN),
                                               "skull_stripped": region_total(stripped["regions"], OUTSIDE_BRAIN)}
     claim.numbers = numbers
+    for name, obs in (("paper-protocol", paper_protocol), ("skull-stripped", stripped)):
+        outputs, scans = obs.get("outputs") or {}, obs.get("scans") or 0
+        if scans and outputs.get("all_zero_scans", 0) / scans >= ALL_ZERO_SHARE:
+            # a net that outputs nothing gets a threshold near 0, which marks everything: no comparison
+            numbers["not_learned"] = {"net": name, "all_zero_share": outputs["all_zero_scans"] / scans,
+                                      "max_output": outputs.get("max_output")}
+            claim.reason = (f"the {name} net has not learned yet: its output is all-zero (no pixel at "
+                            f"{outputs.get('all_zero_level', 0.5)}) on {outputs['all_zero_scans']} of {scans} test "
+                            f"scans, largest {outputs.get('max_output', float('nan')):.3f}, and its training-scan "
+                            f"threshold ({obs.get('threshold', float('nan')):.3g}) counts noise as detections; "
+                            "train longer (MAX_ITER) to compare")
+            return claim
     if not before["fp"]:
         claim.reason = "the paper-protocol net made no false-positive pixel on the test scans: nothing to remove"
         return claim

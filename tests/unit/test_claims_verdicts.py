@@ -208,3 +208,14 @@ def test_c9_not_run_says_how_to_run_it_or_why_not():
     assert missing.verdict == UNMEASURABLE and "not installed" in missing.reason
     nothing = c9_skull_stripped_training(*stripped_pair(0, 0))
     assert nothing.verdict == UNMEASURABLE and "no false-positive pixel" in nothing.reason
+
+
+def test_c9_a_net_that_has_not_learned_is_not_compared():
+    """An all-zero net gets a threshold near 0 that marks everything: its false alarms say nothing."""
+    paper, stripped = stripped_pair(1000, 7_000_000)
+    stripped.update(scans=34, threshold=0.0, outputs={"all_zero_scans": 34, "max_output": 0.039, "all_zero_level": 0.5})
+    claim = c9_skull_stripped_training(paper, stripped)
+    assert claim.verdict == UNMEASURABLE and "skull-stripped net has not learned" in claim.reason
+    assert claim.numbers["not_learned"]["all_zero_share"] == 1.0
+    stripped["outputs"]["all_zero_scans"] = int(34 * ALL_ZERO_SHARE) - 1   # below the share: compared
+    assert c9_skull_stripped_training(paper, stripped).verdict == FAILS
