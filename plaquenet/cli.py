@@ -431,7 +431,7 @@ def _add_claims(sub: "SubParsers") -> None:
                         "per 8 CPU cores, at least one; one on a GPU)")
     p.add_argument("--skull-strip-training", action="store_true",
                    help="also C9: brain masks of every patient (HD-BET, the brain extra) and one more training, "
-                        "on tiles cut from the skull-stripped scans (about 20 min more on 2 CPU cores, quick)")
+                        "on tiles cut from the skull-stripped scans (17 min more on 2 CPU cores, quick)")
     _force(p, "OUT/claims.json (the trainings under OUT/runs are kept and resumed)")
 
 

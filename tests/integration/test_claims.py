@@ -92,7 +92,10 @@ def test_claims_on_a_tiny_phantom(truth_cohort):
         k: stripped["test"]["pixel"][k] for k in ("tp", "fp", "fn")}   # observe fed it what score fed it
     assert n["fp_pixels"] == {"paper_protocol": bright["pixel"]["polygons"]["fp"], "skull_stripped": observed["pixel"][
         "polygons"]["fp"]}
-    if n["fp_pixels"]["paper_protocol"]:
+    if "not_learned" in n:   # nets of 3 iterations are often still all-zero: then no comparison
+        assert claims["C9"]["verdict"] == verdicts.UNMEASURABLE and n["not_learned"]["all_zero_share"] >= (
+            verdicts.ALL_ZERO_SHARE)
+    elif n["fp_pixels"]["paper_protocol"]:
         assert (claims["C9"]["verdict"] == verdicts.HOLDS) == (n["fp_removed_share"] >= verdicts.MOST)
 
     # The measurements agree with score's counts of the same net on the same test scans.
