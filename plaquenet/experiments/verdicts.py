@@ -86,6 +86,13 @@ def c2_raw_intensity(results: Dict[str, Any], observations: Dict[str, Any]) -> C
                  numbers)
 
 
+def all_zero_share(observations: Dict[str, Any]) -> float:
+    """The share of the test scans whose output is all-zero (`observe`'s
+    outputs); NaN when no scan was forwarded."""
+    scans = observations.get("scans") or 0
+    return (observations.get("outputs") or {})["all_zero_scans"] / scans if scans else float("nan")
+
+
 def region_total(regions: Dict[str, Dict[str, int]], names: Sequence[str], key: str = "fp_pixels") -> int:
     return int(sum(regions[n][key] for n in names if n in regions))
 
@@ -270,10 +277,8 @@ def c7_larger_tiles(runs: Dict[str, Tuple[Optional[Dict[str, Any]], Optional[Dic
     numbers: Dict[str, Any] = {}
     for name, (results, observations) in runs.items():
         assert results is not None and observations is not None
-        outputs = observations.get("outputs") or {}
-        scans = observations.get("scans") or 0
-        numbers[name] = {"all_zero_share": outputs["all_zero_scans"] / scans if scans else float("nan"),
-                         "max_output": outputs.get("max_output"), "test_f1": results["test"]["pixel"]["f1"],
+        numbers[name] = {"all_zero_share": all_zero_share(observations),
+                         "max_output": (observations.get("outputs") or {}).get("max_output"), "test_f1": results["test"]["pixel"]["f1"],
                          "threshold": results.get("threshold")}
     numbers["all_zero_share_needed"] = ALL_ZERO_SHARE
     claim.numbers = numbers
@@ -371,13 +376,13 @@ def c9_skull_stripped_training(paper_protocol: Optional[Dict[str, Any]], strippe
                                               "skull_stripped": region_total(stripped["regions"], OUTSIDE_BRAIN)}
     claim.numbers = numbers
     for name, obs in (("paper-protocol", paper_protocol), ("skull-stripped", stripped)):
-        outputs, scans = obs.get("outputs") or {}, obs.get("scans") or 0
-        if scans and outputs.get("all_zero_scans", 0) / scans >= ALL_ZERO_SHARE:
+        share = all_zero_share(obs)
+        if share >= ALL_ZERO_SHARE:   # False for NaN (no scans)
             # a net that outputs nothing gets a threshold near 0, which marks everything: no comparison
-            numbers["not_learned"] = {"net": name, "all_zero_share": outputs["all_zero_scans"] / scans,
-                                      "max_output": outputs.get("max_output")}
+            outputs = obs["outputs"]
+            numbers["not_learned"] = {"net": name, "all_zero_share": share, "max_output": outputs.get("max_output")}
             claim.reason = (f"the {name} net has not learned yet: its output is all-zero (no pixel at "
-                            f"{outputs.get('all_zero_level', 0.5)}) on {outputs['all_zero_scans']} of {scans} test "
+                            f"{outputs.get('all_zero_level', 0.5)}) on {outputs['all_zero_scans']} of {obs['scans']} test "
                             f"scans, largest {outputs.get('max_output', float('nan')):.3f}, and its training-scan "
                             f"threshold ({obs.get('threshold', float('nan')):.3g}) counts noise as detections; "
                             "train longer (MAX_ITER) to compare")
