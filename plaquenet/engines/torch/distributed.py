@@ -29,7 +29,8 @@ HDF5Data shuffles then race for glibc's one rand(); here, as in Caffe's own
 multi-process launcher (python/train.py), each worker is a process with its
 own rand() stream, the same in every worker. And Caffe installs its signal
 handler on rank 0 only, whose STOP leaves the other workers waiting in NCCL;
-here rank 0's decision is sent to every worker each iteration.
+here rank 0's decision is sent to every worker each iteration (over gloo,
+beside NCCL too: `_control_group`).
 
 A worker learns its rank from torchrun's environment (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT), which `launch` sets for local workers
@@ -95,13 +96,27 @@ def start_workers(workers: Workers, device: str) -> str:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("gloo" if device == "cpu" else "nccl", rank=workers.rank, world_size=workers.size)
+        _CONTROL[:] = [_control_group(dist.get_backend())]
     return device
+
+
+def _control_group(backend: str) -> Optional[Any]:
+    """Where the per-iteration decisions travel (rank0_value, gather): small
+    Python objects, so over gloo on the CPU. Under NCCL they would be pickled
+    into a tensor on the GPU and read back, a host sync every iteration (#15:
+    none beyond the log interval); a gloo group beside it carries them
+    instead. None: the default group, already gloo."""
+    return None if backend == "gloo" else dist.new_group(backend="gloo")
+
+
+_CONTROL: List[Optional[Any]] = [None]   # this process's control group, set by start_workers
 
 
 def stop_workers(workers: Workers) -> None:
     """Leave the other workers (nothing with one)."""
     if workers.size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+        _CONTROL[:] = [None]
 
 
 @torch.no_grad()
@@ -147,7 +162,7 @@ def rank0_value(value: T, workers: Workers) -> T:
     if workers.size == 1:
         return value
     box: List[Any] = [value]
-    dist.broadcast_object_list(box, src=0, device=_object_device())
+    dist.broadcast_object_list(box, src=0, group=_CONTROL[0])
     return box[0]
 
 
@@ -156,13 +171,8 @@ def gather(value: Any, workers: Workers) -> List[Any]:
     if workers.size == 1:
         return [value]
     out: List[Any] = [None] * workers.size
-    dist.all_gather_object(out, value)
+    dist.all_gather_object(out, value, group=_CONTROL[0])
     return out
-
-
-def _object_device() -> Optional[torch.device]:
-    """broadcast_object_list's tensors live where the backend needs them (NCCL: this GPU)."""
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
 
 
 # --- launching workers on this machine ----------------------------------------------

@@ -42,3 +42,24 @@ def test_a_broken_torchrun_environment_is_one_line(monkeypatch, env, problem):
         monkeypatch.setenv(name, value)
     with pytest.raises(InputError, match=problem):
         from_environment()
+
+
+def test_the_per_iteration_decisions_travel_over_gloo_beside_nccl(tmp_path):
+    """rank0_value and gather run every iteration; beside NCCL they take a gloo
+    group of their own, so that they never pass through the GPU (a host sync).
+    NCCL itself needs GPUs; the group made for it is checked here, in a
+    one-process gloo world, to be gloo and to carry an object."""
+    import torch.distributed as dist
+
+    from plaquenet.engines.torch.distributed import _control_group
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert _control_group("gloo") is None   # the default group is gloo already
+        group = _control_group("nccl")
+        assert dist.get_backend(group) == "gloo"
+        box = [{"effect": "snapshot"}]
+        dist.broadcast_object_list(box, src=0, group=group)
+        assert box == [{"effect": "snapshot"}]
+    finally:
+        dist.destroy_process_group()
