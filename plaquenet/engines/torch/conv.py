@@ -19,8 +19,8 @@ rounding of zero the PReLU kink flips, so small forward differences grow in the 
 The backward pass is oneDNN's, on channels-last copies of its operands: the same numbers as
 torch's own dispatch within the test's noise (1.4e-5 again, 2026-12-01), and 35 % less time than
 oneDNN on Caffe's NCHW layout, which reorders every operand (1.37 s against 2.11 s for the six
-layers' backward of a 100-tile batch on 2 cores; `bench/bench_engine.py` has the whole
-iteration). Its input gradient stays channels-last: the PReLU backward takes it as it comes, and
+layers' backward of a 100-tile batch on 2 cores, `bench/bench_conv_backward.py`; the whole
+iteration is in `bench/bench_engine.py`). Its input gradient stays channels-last: the PReLU backward takes it as it comes, and
 the next convolution's backward needs it so.
 
 Without a gradient (scoring whole scans) oneDNN stays: there it is 3-5x faster and its outputs
