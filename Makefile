@@ -68,7 +68,7 @@ score: venv
 # (SGD, lr 1e-5, momentum 0.9, 75,000 iterations, a snapshot every 5,000) in
 # runs/reproduce, score --all-snapshots (Fig. 5), and runs/reproduce/reproduction.md
 # with every deviation beside the paper's figures. About 2 days on 2 CPU cores
-# (estimated: 48 h of training at 2.3 s per iteration, ~3 h scoring 15
+# (estimated: 39 h of training at 1.86 s per iteration, ~3 h scoring 15
 # snapshots; the measured estimate is printed after the first iterations).
 # Rerun to continue from the latest snapshot; MAX_ITER=N shortens it (the report says so).
 reproduce: venv
