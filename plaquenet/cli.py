@@ -420,7 +420,7 @@ def _add_claims(sub: "SubParsers") -> None:
                                "Euclidean and a soft Dice loss; a sixth on skull-stripped tiles with "
                                "--skull-strip-training), scores, a claims table")
     _experiment_options(p, "quick", "the schedule, and without --cohort the phantom cohort and the reproduction "
-                                    "run reused as the paper-protocol training (quick: about 70 min on 2 CPU "
+                                    "run reused as the paper-protocol training (quick: about 61 min on 2 CPU "
                                     "cores, the reproduction included)",
                         "an imported cohort folder instead of the preset's phantom (claims that need the phantom's "
                         "anatomy or exact masks are then 'not measurable here')",
