@@ -129,8 +129,9 @@ def hd_bet(mode: str = "fast", device: str = "cpu", tta: bool = False) -> Extrac
 
 def _stop(process: subprocess.Popen) -> None:
     """End the worker: it leaves its loop when its input closes."""
-    with contextlib.suppress(OSError, AttributeError):
-        process.stdin.close()  # type: ignore[union-attr]
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:

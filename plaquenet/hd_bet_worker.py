@@ -18,9 +18,7 @@ Why a process of its own, started fresh:
   and it fails instead of downloading anything.
 """
 
-import contextlib
 import importlib
-import io
 import os
 import pickle
 import socket
@@ -64,9 +62,8 @@ def serve() -> None:
         except EOFError:
             return
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                _, mask = package.hd_bet(volume_zyx, spacing_zyx, mode=mode, device=device, postprocess=False,
-                                         do_tta=tta)
+            _, mask = package.hd_bet(volume_zyx, spacing_zyx, mode=mode, device=device, postprocess=False,
+                                     do_tta=tta)
             answer: Tuple[str, Union[np.ndarray, str]] = ("mask", np.asarray(mask, dtype=np.uint8))
         except Exception as error:  # the parent raises it, with HD-BET's words
             answer = ("error", f"{type(error).__name__}: {error}")

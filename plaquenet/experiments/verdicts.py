@@ -278,8 +278,8 @@ def c7_larger_tiles(runs: Dict[str, Tuple[Optional[Dict[str, Any]], Optional[Dic
     for name, (results, observations) in runs.items():
         assert results is not None and observations is not None
         numbers[name] = {"all_zero_share": all_zero_share(observations),
-                         "max_output": (observations.get("outputs") or {}).get("max_output"), "test_f1": results["test"]["pixel"]["f1"],
-                         "threshold": results.get("threshold")}
+                         "max_output": (observations.get("outputs") or {}).get("max_output"),
+                         "test_f1": results["test"]["pixel"]["f1"], "threshold": results.get("threshold")}
     numbers["all_zero_share_needed"] = ALL_ZERO_SHARE
     claim.numbers = numbers
     euclid, dice = numbers["large_euclidean"], numbers["large_dice"]
