@@ -84,12 +84,13 @@ reproduce-quick: venv
 # first) and four more trainings on its schedule (no lesion-free tiles; lesion-free
 # tiles drawn uniformly; 100x100 tiles with the Euclidean and with a soft Dice loss)
 # -> runs/claims-quick/claims.md, claims.html, claims.json. SKULL_STRIP=1 adds C9:
-# every patient's brain mask and a training on skull-stripped tiles. The quick
+# every patient's brain mask and a training on skull-stripped tiles;
+# SKULL_STRIP_ITER=N gives C9 its own length (both of its nets trained to N). The quick
 # preset on a CPU; DEVICE=cuda: the paper-scale preset. FORCE=1 replaces an
 # earlier table (the trainings are kept and reused).
 CLAIMS_PRESET ?= $(if $(filter cuda%,$(DEVICE)),paper,quick)
 claims: $(VENV)/.brain-installed
-	$(PN) claims --preset $(CLAIMS_PRESET) --engine $(ENGINE) --device $(DEVICE) $(if $(MAX_ITER),--max-iter $(MAX_ITER)) $(if $(FORCE),--force) $(if $(SKULL_STRIP),--skull-strip-training)
+	$(PN) claims --preset $(CLAIMS_PRESET) --engine $(ENGINE) --device $(DEVICE) $(if $(MAX_ITER),--max-iter $(MAX_ITER)) $(if $(FORCE),--force) $(if $(SKULL_STRIP)$(SKULL_STRIP_ITER),--skull-strip-training) $(if $(SKULL_STRIP_ITER),--skull-strip-max-iter $(SKULL_STRIP_ITER))
 
 .PHONY: reproduce reproduce-quick claims
 

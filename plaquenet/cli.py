@@ -432,6 +432,10 @@ def _add_claims(sub: "SubParsers") -> None:
     p.add_argument("--skull-strip-training", action="store_true",
                    help="also C9: brain masks of every patient (HD-BET, the brain extra) and one more training, "
                         "on tiles cut from the skull-stripped scans (17 min more on 2 CPU cores, quick)")
+    p.add_argument("--skull-strip-max-iter", type=int, default=None, metavar="N",
+                   help="with --skull-strip-training: C9's own length, the skull-stripped net and a second "
+                        "paper-protocol net (continuing the first from its latest snapshot within N) trained to "
+                        "iteration N, the other claims kept on theirs (default: the schedule's)")
     _force(p, "OUT/claims.json (the trainings under OUT/runs are kept and resumed)")
 
 
@@ -451,6 +455,8 @@ def _run_claims(args: argparse.Namespace) -> None:
     if jobs < 1:
         raise InputError("--jobs", f"must be at least 1, got {jobs}")
     refuse_existing(out / "claims.json", args.force)   # before hours of training, not after
+    if args.skull_strip_max_iter is not None and (not args.skull_strip_training or args.skull_strip_max_iter < 1):
+        raise InputError("--skull-strip-max-iter", "needs --skull-strip-training and at least 1 iteration")
     cohort = args.cohort or ensure_cohort(preset.phantom, args.data)
     main_run = None
     if args.cohort is None:
@@ -464,7 +470,7 @@ def _run_claims(args: argparse.Namespace) -> None:
         main_run = Path(record["run"])
     done = run_claims(cohort, out, schedule, main_run=main_run, engine=args.engine, device=args.device,
                       force=args.force, jobs=jobs, large_tile_batch=preset.large_tile_batch,
-                      skull_strip_training=args.skull_strip_training)
+                      skull_strip_training=args.skull_strip_training, skull_strip_max_iter=args.skull_strip_max_iter)
     for claim in done["claims"]:
         print(f"{claim['id']} ({claim['section']}): {claim['verdict']}: {claim['reason']}")
     print(f"claims table: {done['out']}/claims.md, {done['out']}/claims.html")

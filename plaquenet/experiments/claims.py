@@ -21,6 +21,12 @@ and, opt-in (`skull_strip_training`; the C9 experiment, §6 on the input):
     stripped          the paper's tiles, cut from the scans with everything
                       beyond the grown brain mask blanked (`tiles --skull-strip`;
                       every patient's mask made first with HD-BET)
+    bright_c9         only when C9 has a schedule of its own length
+                      (`skull_strip_max_iter`, to see whether the skull-
+                      stripped net learns on a longer one): the paper-protocol
+                      training on that length, its baseline. It starts from the paper-protocol
+                      run's latest snapshot at or below that length (copied,
+                      then resumed: the same numbers as training it anew).
 
 A preset may give the large-tile runs a smaller batch (`large_tile_batch`:
 the quick one, 25 tiles of 100x100, the pixels of the paper's 100 of 50x50),
@@ -50,6 +56,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -59,6 +66,7 @@ from .. import brain as brain_extraction
 from ..brainmask import brainmask_cohort
 from ..cohort import brain_masks_present, cohort_file, cohort_name, patient_ids, read_split
 from ..engines.snapshots import find_deploy, latest_snapshot
+from ..errors import InputError
 from ..evaluate.curves import read_training_loss
 from ..evaluate.observe import observe
 from ..report.claims import claims_markdown, regions_figure, threshold_range_figure, write_claims_report
@@ -87,8 +95,10 @@ VARIANTS: Dict[str, Variant] = {
                                paths.LARGE_TILE_SOLVER),
     "large_dice": Variant(TileSpec(tile=LARGE_TILE), "100x100 tiles, soft Dice loss", paths.LARGE_TILE_DICE_SOLVER),
     "stripped": Variant(TileSpec(skull_strip=True), "1/3 lesion-free, bright preferred, skull-stripped input"),
+    "bright_c9": Variant(TileSpec(), "1/3 lesion-free, bright preferred (paper), on C9's schedule"),
 }
-OPT_IN = ("stripped",)   # run only when asked (C9: a brain mask of every patient and one more training)
+# run only when asked (C9: a brain mask of every patient and one more training; two when C9 trains longer)
+OPT_IN = ("stripped", "bright_c9")
 C3_VARIANTS = ("bright", "none", "uniform")
 LABELS = {name: v.label for name, v in VARIANTS.items()}
 SYNTHETIC_CAVEAT = ("A synthetic cohort can support or contradict the paper's mechanisms (where false alarms "
@@ -127,32 +137,70 @@ class ClaimsPlan:
 
 def plan_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule,
                 main_run: Optional[PathLike] = None, large_tile_batch: Optional[int] = None,
-                skull_strip_training: bool = False) -> ClaimsPlan:
+                skull_strip_training: bool = False, skull_strip_max_iter: Optional[int] = None) -> ClaimsPlan:
     """The run folders: the `bright` one is `main_run` when given (the
     reproduction's), else OUT/runs/bright; the others OUT/runs/<variant>
-    (the OPT_IN ones with `skull_strip_training` only).
+    (`stripped` with `skull_strip_training` only, `bright_c9` only when
+    `skull_strip_max_iter` differs from the schedule's max_iter: then both
+    train that long, the others keep the schedule's).
     The large-tile runs train as long as `schedule` (its max_iter and
     snapshot), on their own solvers, with `large_tile_batch` tiles a batch
     (None: their nets' own, the paper's 100)."""
     out = Path(out)
-    runs = {name: out / "runs" / name for name in VARIANTS if skull_strip_training or name not in OPT_IN}
+    max_iter = schedule.max_iter or schedule.read().max_iter
+    if skull_strip_max_iter is not None and (not skull_strip_training or skull_strip_max_iter < 1):
+        raise InputError("--skull-strip-max-iter", "needs --skull-strip-training and at least 1 iteration, got "
+                         f"{skull_strip_max_iter}{'' if skull_strip_training else ' without it'}")
+    c9_longer = skull_strip_max_iter is not None and skull_strip_max_iter != max_iter
+    wanted = {"stripped"} if skull_strip_training else set()
+    wanted |= {"bright_c9"} if c9_longer else set()
+    runs = {name: out / "runs" / name for name in VARIANTS if name not in OPT_IN or name in wanted}
     if main_run is not None:
         runs["bright"] = Path(main_run)
-    max_iter = schedule.max_iter or schedule.read().max_iter
     schedules = {name: Schedule(v.solver, max_iter, schedule.snapshot, large_tile_batch)
                  for name, v in VARIANTS.items() if v.solver is not None and name in runs}
+    if c9_longer:
+        schedules.update({name: dataclasses.replace(schedule, max_iter=skull_strip_max_iter)
+                          for name in ("stripped", "bright_c9")})
     left = {}
     for name, run in runs.items():
         at = iterations_left(run)[0] if (run / "solver.prototxt").is_file() else 0
-        left[name] = max(max_iter - at, 0)
+        seed = seed_snapshot(runs["bright"], schedules[name]) if name == "bright_c9" and not at else None
+        at = seed[0] if seed else at
+        length = schedules[name].max_iter if name in schedules else None
+        left[name] = max((length or max_iter) - at, 0)
     return ClaimsPlan(Path(cohort_dir), runs, schedule, max_iter, left, schedules)
+
+
+SNAPSHOT_FILES = (".caffemodel", ".solverstate", ".data_position.json")   # one snapshot, as `train` writes it
+
+
+def seed_snapshot(source_run: Path, schedule: Schedule) -> Optional[Tuple[int, List[Path]]]:
+    """(N, the files of `source_run`'s snapshot N) with the largest N within
+    the schedule's max_iter, from which a run on `schedule` (the same solver
+    and tiles, another length) continues `source_run`'s training; None when
+    there is none, or when the solver's learning rate depends on max_iter
+    (lr_policy "poly": the two lengths would differ from the first
+    iteration). Each a `train` snapshot: weights, solver state and data position."""
+    param = schedule.read()
+    if not (source_run / "solver.prototxt").is_file() or param.lr_policy == "poly":
+        return None
+    limit = schedule.max_iter or param.max_iter
+    found = []
+    for state in source_run.glob("*_iter_*.solverstate"):
+        number = state.name[:-len(".solverstate")].rpartition("_iter_")[2]
+        files = [state.with_name(state.name[:-len(".solverstate")] + suffix) for suffix in SNAPSHOT_FILES]
+        if number.isdigit() and int(number) <= limit and all(f.is_file() for f in files):
+            found.append((int(number), files))
+    return max(found) if found else None
 
 
 def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run: Optional[PathLike] = None,
                engine: str = "torch", device: str = "cpu", force: bool = False,
                seconds_per_iteration: Optional[float] = None, jobs: int = 1,
                large_tile_batch: Optional[int] = None, extractor: Optional[brain_extraction.Extractor] = None,
-               skull_strip_training: bool = False, say: Callable[[str], None] = print) -> Dict[str, Any]:
+               skull_strip_training: bool = False, skull_strip_max_iter: Optional[int] = None,
+               say: Callable[[str], None] = print) -> Dict[str, Any]:
     """Train (or resume) the five runs (six with `skull_strip_training`), score
     them, measure, judge, write OUT.
 
@@ -165,10 +213,11 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
     `extractor`: makes the brain masks that the cohort lacks, the test
     patients' (C8) and with `skull_strip_training` everyone's (C9) (default
     HD-BET when the brain extra is installed, else those claims are not
-    measurable here)."""
+    measurable here). `skull_strip_max_iter`: C9's length (`plan_claims`)."""
     out = Path(out)
     refuse_existing(out / "claims.json", force)
-    plan = plan_claims(cohort_dir, out, schedule, main_run, large_tile_batch, skull_strip_training)
+    plan = plan_claims(cohort_dir, out, schedule, main_run, large_tile_batch, skull_strip_training,
+                       skull_strip_max_iter)
     seconds_per_iteration = seconds_per_iteration or measured_seconds_per_iteration(list(plan.runs.values()))
     if not any(plan.iterations_left.values()):
         say(str(plan))
@@ -180,7 +229,8 @@ def run_claims(cohort_dir: PathLike, out: PathLike, schedule: Schedule, main_run
     if "stripped" in plan.runs:   # its tiles are cut from the stripped scans: every patient's mask first
         no_strip = ensure_brain_masks(cohort_dir, patient_ids(cohort_dir), extractor, say)
         if no_strip:
-            del plan.runs["stripped"]
+            plan.runs.pop("stripped")
+            plan.runs.pop("bright_c9", None)
     prepare_runs(plan, force)
     train_side_by_side(list(plan.runs.values()), jobs, engine=engine, device=device, say=say)
     no_brain = ensure_brain_masks(cohort_dir, read_split(cohort_dir)["test"], extractor, say)
@@ -215,6 +265,13 @@ def prepare_runs(plan: ClaimsPlan, force: bool = False) -> None:
     for name, run in plan.runs.items():
         tiles_dir = ensure_tiles(plan.cohort_dir, VARIANTS[name].tiles)
         prepare_run(run, plan.schedule_of(name), tiles_dir, force=force and name != "bright")
+        if name == "bright_c9" and not iterations_left(run)[0]:
+            seed = seed_snapshot(plan.runs["bright"], plan.schedule_of(name))
+            # the .solverstate last: it is what makes the copy a snapshot to resume (its learned_net names the
+            # source's own .caffemodel, the same bytes)
+            for path in sorted((seed or (0, []))[1], key=lambda f: f.suffix == ".solverstate"):
+                with atomic_path(run / path.name) as tmp:
+                    shutil.copyfile(path, tmp)
 
 
 def default_jobs(device: str) -> int:
@@ -265,10 +322,18 @@ def judge(results: Dict[str, Dict[str, Any]], observations: Dict[str, Optional[D
         verdicts.c7_larger_tiles({k: (results.get(k), observations.get(k)) for k in ("large_euclidean", "large_dice")},
                                  plan.schedule_of("large_euclidean").deviations()),
         verdicts.c8_brain_extraction(main_obs, no_brain),
-        verdicts.c9_skull_stripped_training(main_obs, observations.get("stripped"),
-                                            f"not run: {no_strip}" if no_strip else None),
+        verdicts.c9_skull_stripped_training(observations.get("bright_c9", main_obs), observations.get("stripped"),
+                                            f"not run: {no_strip}" if no_strip else None, _c9_length(plan)),
     ]
     return [_json_safe(dataclasses.asdict(c)) for c in found]
+
+
+def _c9_length(plan: ClaimsPlan) -> Optional[str]:
+    """How C9's trainings differ in length from the other claims' (None: they do not)."""
+    if "bright_c9" not in plan.runs:
+        return None
+    return (f"both nets trained {plan.schedule_of('bright_c9').max_iter:,} iterations (the other claims' "
+            f"{plan.max_iter:,}), the paper-protocol one continuing that run")
 
 
 ITERATION_LINE = re.compile(r"Iteration \d+ \(([0-9.eE+-]+) iter/s")

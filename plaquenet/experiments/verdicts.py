@@ -346,12 +346,14 @@ def c8_brain_extraction(observations: Dict[str, Any], unavailable: Optional[str]
 
 
 def c9_skull_stripped_training(paper_protocol: Optional[Dict[str, Any]], stripped: Optional[Dict[str, Any]],
-                               unavailable: Optional[str] = None) -> Claim:
+                               unavailable: Optional[str] = None, length: Optional[str] = None) -> Claim:
     """The §6 remedy taken literally, on the input: a second net trained on
     tiles cut from the skull-stripped scans (`tiles --skull-strip`) and fed the
     stripped test scans, against the paper-protocol net, each at its own
     training-scan threshold. Observations of both (None: not run);
-    `unavailable`: why the stripped training was not run. Holds when its
+    `unavailable`: why the stripped training was not run; `length`: how
+    its schedule's length differs from the other claims' (said in the
+    experiment, None when it does not). Holds when its
     false-positive pixels are at most half the paper-protocol net's (MOST);
     not measurable while either net's output is still all-zero on
     ALL_ZERO_SHARE of the test scans (C7's test: it has not learned yet)."""
@@ -360,7 +362,8 @@ def c9_skull_stripped_training(paper_protocol: Optional[Dict[str, Any]], strippe
     experiment = ("a second training on the same schedule, its tiles cut from the scans with everything further than "
                   "3 mm outside the brain mask (HD-BET, `plaquenet brainmask`) blanked, scored on the blanked test "
                   "scans: false-positive pixels (all, and outside the brain) and test F against the paper-protocol "
-                  f"net's, each at its own training-scan threshold (holds from {MOST:.0%} fewer)")
+                  f"net's, each at its own training-scan threshold (holds from {MOST:.0%} fewer)"
+                  + (f"; {length}" if length else ""))
     claim = Claim("C9", "§6", paper, experiment, UNMEASURABLE, "")
     if paper_protocol is None or stripped is None:
         claim.reason = unavailable or ("not run: it is opt-in (`plaquenet claims --skull-strip-training`, or "
@@ -385,7 +388,7 @@ def c9_skull_stripped_training(paper_protocol: Optional[Dict[str, Any]], strippe
                             f"{outputs.get('all_zero_level', 0.5)}) on {outputs['all_zero_scans']} of {obs['scans']} test "
                             f"scans, largest {outputs.get('max_output', float('nan')):.3f}, and its training-scan "
                             f"threshold ({obs.get('threshold', float('nan')):.3g}) counts noise as detections; "
-                            "train longer (MAX_ITER) to compare")
+                            "train both longer to compare (SKULL_STRIP_ITER, `--skull-strip-max-iter`)")
             return claim
     if not before["fp"]:
         claim.reason = "the paper-protocol net made no false-positive pixel on the test scans: nothing to remove"

@@ -125,6 +125,27 @@ def test_claims_on_a_tiny_phantom(truth_cohort):
     assert [c["verdict"] for c in again["claims"]] == [c["verdict"] for c in done["claims"]]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
+    # C9 on a length of its own: a second paper-protocol run continues the first from its last snapshot, and it
+    # and the skull-stripped run train on to iteration 5; the other runs stay as they were.
+    longer = run_claims(truth_cohort, Path("runs/claims"), schedule, force=True, large_tile_batch=4,
+                        extractor=not_air, skull_strip_training=True, skull_strip_max_iter=5)
+    runs = Path("runs/claims/runs")
+    assert (runs / "bright_c9/plaquenet_iter_3.caffemodel").read_bytes() == (
+        runs / "bright/plaquenet_iter_3.caffemodel").read_bytes()
+    assert not (runs / "bright_c9/plaquenet_iter_1.caffemodel").exists()   # continued, not trained anew
+    assert (runs / "bright_c9/plaquenet_iter_5.caffemodel").is_file()
+    assert (runs / "stripped/plaquenet_iter_5.caffemodel").is_file()
+    assert not (runs / "bright/plaquenet_iter_5.caffemodel").exists()
+    c9 = {c["id"]: c for c in longer["claims"]}["C9"]
+    twin = json.loads(Path("runs/claims/observations/bright_c9.json").read_text())["observations"]
+    stripped = json.loads(Path("runs/claims/observations/stripped.json").read_text())["observations"]
+    assert c9["numbers"]["fp_pixels"] == {"paper_protocol": twin["pixel"]["polygons"]["fp"],
+                                          "skull_stripped": stripped["pixel"]["polygons"]["fp"]}
+    assert "both nets trained 5 iterations (the other claims' 3)" in c9["experiment"]
+    assert [c["verdict"] for c in longer["claims"][:8]] == [c["verdict"] for c in done["claims"][:8]]
+    unchanged = {p: t for p, t in kept.items() if "stripped" not in str(p)}
+    assert {p: p.stat().st_mtime_ns for p in unchanged} == unchanged
+
 
 def test_claims_reuse_the_reproductions_training_and_scores(truth_cohort):
     """`make claims` after `make reproduce-quick`: the reproduction is the paper-protocol run,

@@ -114,6 +114,8 @@ BAD_INPUTS = [
                  id="tiles with another test fraction than the split's"),
     pytest.param(["tiles", "--cohort", "{cohort}", "--negative-share", "1"], "--negative-share: must be in [0, 1)",
                  id="tiles without room for plaques"),
+    pytest.param(["claims", "--out", "{tmp_path}/claims", "--skull-strip-max-iter", "500"],
+                 "--skull-strip-max-iter: needs --skull-strip-training", id="claims: C9's length without C9"),
 ]
 
 
