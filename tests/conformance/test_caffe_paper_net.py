@@ -20,6 +20,9 @@ relative to each blob's largest element:
 Measured again on 2026-12-01 with the backward convolution in channels-last memory (conv.py):
 one batch the same (convolutions 1.4e-5, prelu4 2.2e-5); 20 iterations at most 1.2e-4
 (prelu3), convolutions 1.1e-4 (conv1 at iteration 20).
+And with the input gradients by NNPACK's FFT convolution (conv.py), 2026-12-01: one batch the
+same (convolutions 1.4e-5, prelu4 2.2e-5); 20 iterations at most 1.2e-4 (prelu3), convolutions
+9.1e-5 (conv1 at iteration 20).
 
 So the two engines differ by about as much as each differs from the more exact third: the noise
 floor. The tolerances are about 4x the measured values, for other CPUs' summation orders; a real

@@ -12,15 +12,18 @@ whose forward is a torch.autograd.Function, kept for Caffe's backward
 (Sigmoid, ReLU), are called through that Function's forward directly: the
 graph then holds plain operators with the engine's arithmetic (Caffe's
 double-precision sigmoid included), where a traced Function would be a
-Python call that neither format can store."""
+Python call that neither format can store. The convolutions are torch's
+conv2d (an ONNX Conv), not the NNPACK call the engine scores with on the CPU
+(conv.py), which neither format has."""
 
 import contextlib
 import json
 import logging
 import warnings
-from typing import Any, Iterator, List, Mapping, Tuple
+from typing import Any, Iterator, List, Mapping, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputError
@@ -80,9 +83,15 @@ def _infer(module: nn.Module, bottoms: List[torch.Tensor]) -> Tuple[torch.Tensor
     return tuple(module(*bottoms))
 
 
+def portable_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Tuple[int, int],
+                    pad: Tuple[int, int], dilation: Tuple[int, int], groups: int) -> torch.Tensor:
+    """The convolution as torch's conv2d: an operator both formats store."""
+    return F.conv2d(x, weight, bias, stride, pad, dilation, groups)
+
+
 def inference_net(deploy: PathLike, snapshot: PathLike) -> InferenceNet:
     """The deploy net with the snapshot's weights, on the CPU, in eval mode."""
-    forward = load_deploy(deploy, snapshot, device="cpu")
+    forward = load_deploy(deploy, snapshot, device="cpu", conv=lambda layer: portable_conv2d)
     module = InferenceNet(forward.net)  # type: ignore[attr-defined]
     module.eval()
     for blob in module.parameters():

@@ -425,20 +425,23 @@ def net_to_proto(net: Net) -> "caffe_pb2.NetParameter":
 # --- deploy ----------------------------------------------------------------
 
 def load_deploy(deploy_prototxt: PathLike, caffemodel: PathLike, device: Union[torch.device, str] = "cpu",
-                channels_last: Optional[bool] = None, precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
+                channels_last: Optional[bool] = None, precision: str = "fp32",
+                conv: Optional[Callable[["caffe_pb2.LayerParameter"], ConvFn]] = None) -> Callable[[np.ndarray], np.ndarray]:
     """forward(image_hw float32 (H, W)) -> float32 (H, W): the deploy net's
     single output (the sigmoid probabilities) for one slice of any size; the
     Input shape in the prototxt is only a default. Weights are read by layer
     name from `caffemodel`; a missing layer, a shape mismatch or a corrupt
     file is an InputError. `precision`: as for Net; the output is float32.
-    `channels_last` (default: on the CPU) puts the activations and the
-    filters in channels-last memory: oneDNN's fast convolution needs both (with
-    the filters left in Caffe's layout a 448x512 scan took 2.2x as long as
-    plain PyTorch's; bench/bench_engine.py, 2026-11-30). Same arithmetic."""
+    `channels_last` puts the activations and the filters in channels-last
+    memory: oneDNN's fast convolution needs both (with the filters left in
+    Caffe's layout a 448x512 scan took 2.2x as long as plain PyTorch's;
+    bench/bench_engine.py, 2026-11-30). Default: on the CPU where oneDNN
+    convolves, that is bf16; at fp32 NNPACK does (conv.py), on Caffe's layout.
+    `conv`: each Convolution layer's implementation, as for Net."""
     if channels_last is None:
-        channels_last = torch.device(device).type == "cpu"
+        channels_last = torch.device(device).type == "cpu" and not (precision == "fp32" and torch._nnpack_available())
     net = Net(read_net(deploy_prototxt), phase=TEST, source=deploy_prototxt, device=device,
-              fill=False, channels_last=channels_last, precision=precision)
+              fill=False, channels_last=channels_last, precision=precision, conv=conv)
     copy_trained_layers(net, read_caffemodel(caffemodel), caffemodel, require_all=True)
     net.eval()
     if channels_last:
