@@ -87,3 +87,15 @@ def test_the_first_layers_input_gradient_is_not_computed():
     ops = ops_called(lambda: out.sum().backward())
     assert x.grad is None and w.grad is not None and b.grad is not None
     assert "aten::_nnpack_spatial_convolution" not in ops
+
+
+@needs_nnpack
+@pytest.mark.parametrize("size", [20, 100])   # below and at PER_IMAGE_PIXELS: the batch call, then image by image
+def test_a_batch_of_slices_scores_as_each_slice_alone(size):
+    x, w, b = tensors(3, 2, 4, 5, size=size)
+    with torch.inference_mode():
+        together = caffe_order_conv2d(x, w, b, (1, 1), (2, 2), (1, 1), 1)
+        alone = torch.cat([caffe_order_conv2d(x[i:i + 1], w, b, (1, 1), (2, 2), (1, 1), 1) for i in range(3)])
+    assert together.shape == (3, 4, size, size)
+    assert relative(together, alone.double()) < 1e-6
+    assert relative(together, torch.nn.functional.conv2d(x.double(), w.double(), b.double(), 1, 2)) < 1e-5
