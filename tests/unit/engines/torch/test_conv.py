@@ -38,25 +38,18 @@ def float64_gradients(x, w, b, stride, pad, grad_out):
 
 
 @needs_nnpack
-def test_scoring_takes_nnpack_at_any_batch_and_gives_the_convolution():
-    x, w, b = tensors(1, 3, 4, 7, size=20)
+@pytest.mark.parametrize("k, size, by_nnpack", [
+    (7, 20, True),   # scoring takes NNPACK at a batch of 1
+    (3, 7, False),   # NNPACK computes 3x3 filters by Winograd, up to 7e-6 from float64 on a small image
+])
+def test_scoring_gives_the_convolution_by_nnpack_except_3x3(k, size, by_nnpack):
+    x, w, b = tensors(1, 3, 4, k, size=size)
+    pad = (k // 2, k // 2)
     with torch.inference_mode():
-        ops = ops_called(lambda: caffe_order_conv2d(x, w, b, (1, 1), (3, 3), (1, 1), 1))
-        out = caffe_order_conv2d(x, w, b, (1, 1), (3, 3), (1, 1), 1)
-    assert "aten::_nnpack_spatial_convolution" in ops
-    expected = torch.nn.functional.conv2d(x.double(), w.double(), b.double(), 1, 3)
-    assert relative(out, expected) < 1e-5
-
-
-@needs_nnpack
-def test_3x3_filters_are_left_to_direct_convolution():
-    """NNPACK computes 3x3 filters by Winograd, up to 7e-6 from float64 on a small image."""
-    x, w, b = tensors(1, 3, 4, 3, size=7)
-    with torch.inference_mode():
-        ops = ops_called(lambda: caffe_order_conv2d(x, w, b, (1, 1), (1, 1), (1, 1), 1))
-        out = caffe_order_conv2d(x, w, b, (1, 1), (1, 1), (1, 1), 1)
-    assert "aten::_nnpack_spatial_convolution" not in ops
-    assert relative(out, torch.nn.functional.conv2d(x.double(), w.double(), b.double(), 1, 1)) < 1e-6
+        ops = ops_called(lambda: caffe_order_conv2d(x, w, b, (1, 1), pad, (1, 1), 1))
+        out = caffe_order_conv2d(x, w, b, (1, 1), pad, (1, 1), 1)
+    assert ("aten::_nnpack_spatial_convolution" in ops) == by_nnpack
+    assert relative(out, torch.nn.functional.conv2d(x.double(), w.double(), b.double(), 1, pad)) < 1e-6
 
 
 @pytest.mark.parametrize("batch, k, pad, stride", [
