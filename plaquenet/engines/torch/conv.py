@@ -53,9 +53,14 @@ def nnpack_applies(x: torch.Tensor, weight: torch.Tensor, stride: Pair, pad: Pai
     (relative to the output's largest element) where direct convolution stays within 2e-7
     (measured 2026-12-01 on 5x7 to 448x512 images; FFT for 1x1 to 16x16 filters stays within 2.3e-7)."""
     return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() == 4
-            and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
-            and all(k <= 16 and 0 <= p < k for k, p in zip(weight.shape[2:], pad))
-            and tuple(weight.shape[2:]) != (3, 3) and torch._nnpack_available())
+            and nnpack_geometry(tuple(weight.shape[2:]), stride, pad, dilation, groups))
+
+
+def nnpack_geometry(kernel: Tuple[int, ...], stride: Pair, pad: Pair, dilation: Pair, groups: int) -> bool:
+    """The part of `nnpack_applies` a layer's parameters decide (and NNPACK present)."""
+    return (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+            and all(k <= 16 and 0 <= p < k for k, p in zip(kernel, pad))
+            and tuple(kernel) != (3, 3) and torch._nnpack_available())
 
 
 # From this many pixels per image NNPACK is faster one image at a time (its inference mode) than
@@ -101,9 +106,9 @@ class _CaffeForwardConv(torch.autograd.Function):
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
         grad_x = None
         kernel = weight.shape[2:]
-        if mask[0] and x.shape[0] >= NNPACK_MIN_BATCH and all(p <= k - 1 for k, p in zip(kernel, pad)) and \
-                nnpack_applies(grad_out, weight, stride, pad, dilation, groups):
-            full = (kernel[0] - 1 - pad[0], kernel[1] - 1 - pad[1])
+        if mask[0] and x.shape[0] >= NNPACK_MIN_BATCH and nnpack_applies(grad_out, weight, stride, pad, dilation,
+                                                                          groups):
+            full = (kernel[0] - 1 - pad[0], kernel[1] - 1 - pad[1])   # >= 0: nnpack_applies wants pad < kernel
             grad_x = nnpack_conv2d(grad_out, weight.flip(2, 3).transpose(0, 1), None, full)
             mask[0] = False
         if any(mask):

@@ -28,7 +28,8 @@ from .. import SLICE_PIXELS
 from ...typing import PathLike
 from .data import DataStream
 from .backward import Node, backward_needs
-from .layers import LAYERS, BlobData, Build, ConvFn, Layer, LossLayer, Shape, torch_conv2d
+from .conv import nnpack_geometry
+from .layers import LAYERS, BlobData, Build, ConvFn, Convolution, Layer, LossLayer, Shape, torch_conv2d
 from .precision import autocast, autocast_dtype, check_precision, full_precision
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
@@ -436,12 +437,17 @@ def load_deploy(deploy_prototxt: PathLike, caffemodel: PathLike, device: Union[t
     memory: oneDNN's fast convolution needs both (with the filters left in
     Caffe's layout a 448x512 scan took 2.2x as long as plain PyTorch's;
     bench/bench_engine.py, 2026-11-30). Default: on the CPU where oneDNN
-    convolves, that is bf16; at fp32 NNPACK does (conv.py), on Caffe's layout.
+    convolves, that is in bf16 or where a layer is not NNPACK's; at fp32
+    NNPACK computes the paper's layers (conv.py), on Caffe's layout.
     `conv`: each Convolution layer's implementation, as for Net."""
-    if channels_last is None:
-        channels_last = torch.device(device).type == "cpu" and not (precision == "fp32" and torch._nnpack_available())
     net = Net(read_net(deploy_prototxt), phase=TEST, source=deploy_prototxt, device=device,
-              fill=False, channels_last=channels_last, precision=precision, conv=conv)
+              fill=False, channels_last=bool(channels_last), precision=precision, conv=conv)
+    if channels_last is None:
+        by_nnpack = precision == "fp32" and all(
+            nnpack_geometry(tuple(m.blobs[0].shape[2:]), m.stride, m.pad, m.dilation, m.groups)
+            for m in net.layers if isinstance(m, Convolution))
+        channels_last = torch.device(device).type == "cpu" and not by_nnpack
+        net.memory_format = torch.channels_last if channels_last else torch.contiguous_format
     copy_trained_layers(net, read_caffemodel(caffemodel), caffemodel, require_all=True)
     net.eval()
     if channels_last:

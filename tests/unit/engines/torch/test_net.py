@@ -236,3 +236,19 @@ def test_a_split_layer_in_a_weights_file_loads_only_without_blobs(tmp_path):
     model.layer[2].blobs.add().data.append(1.0)
     with pytest.raises(InputError, match=r"m.caffemodel: layer 'c_c_0_split': 1 blobs in the file, 0 in the net"):
         copy_trained_layers(net, model, "m.caffemodel")
+
+
+@pytest.mark.parametrize("kernel, channels_last", [(5, False), (3, True)])
+def test_load_deploy_keeps_caffes_layout_only_where_nnpack_convolves(train_workdir, kernel, channels_last):
+    """At fp32 on the CPU NNPACK takes the paper's filters in Caffe's layout; a 3x3 filter goes to
+    oneDNN (conv.py), which wants channels-last memory."""
+    both = two_conv_deploy(8, 8, kernel_size=kernel).replace("kernel_size: 3 pad: 1", f"kernel_size: {kernel} "
+                                                                                         f"pad: {kernel // 2}")
+    (train_workdir / "nets/k.prototxt").write_text(both)   # both layers kernel x kernel
+    net = Net(read_net(train_workdir / "nets/k.prototxt"), phase=TEST, source="k")
+    write_caffemodel(train_workdir / "k.caffemodel", net_to_proto(net))
+    forward = load_deploy(train_workdir / "nets/k.prototxt", train_workdir / "k.caffemodel")
+    assert forward.net.memory_format == (torch.channels_last if channels_last else torch.contiguous_format)
+    image = np.random.default_rng(0).random((8, 8), dtype=np.float32)
+    assert np.allclose(forward(image), load_deploy(train_workdir / "nets/k.prototxt", train_workdir / "k.caffemodel",
+                                                   channels_last=not channels_last)(image), atol=1e-6)
